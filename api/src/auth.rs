@@ -1,0 +1,102 @@
+//! Authentication and authorisation as extractors: a handler's signature names the permission it needs,
+//! and the request is refused (401 without valid credentials, 403 without the role) before the body is read.
+
+use crate::error::ApiError;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use std::marker::PhantomData;
+use tollgate_workflows::accounts::{authenticate, Principal, Role};
+use tollgate_workflows::{AuditContext, Db};
+
+/// What a route requires. `admin` may always; besides it, `ROLES` lists who may (`None`: anyone signed in).
+pub trait Permission: Send + Sync + 'static {
+    const ROLES: Option<&'static [Role]>;
+}
+
+/// Any signed-in user, whatever their roles: their own profile and tokens.
+pub struct SignedIn;
+/// Read the fleet and the CMDB.
+pub struct ReadFleet;
+/// Maintain the CMDB.
+pub struct ManageCmdb;
+/// Look up accounts (to pick approvers, assignees).
+pub struct ReadAccounts;
+/// Create and change accounts and groups.
+pub struct ManageAccounts;
+/// Read the audit log.
+pub struct ReadAudit;
+
+impl Permission for SignedIn {
+    const ROLES: Option<&'static [Role]> = None;
+}
+impl Permission for ReadFleet {
+    const ROLES: Option<&'static [Role]> =
+        Some(&[Role::Viewer, Role::Requester, Role::Approver, Role::ChangeManager, Role::Operator]);
+}
+impl Permission for ManageCmdb {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Operator]);
+}
+impl Permission for ReadAccounts {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
+}
+impl Permission for ManageAccounts {
+    const ROLES: Option<&'static [Role]> = Some(&[]);
+}
+impl Permission for ReadAudit {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
+}
+
+/// A request from a signed-in user holding permission `P`.
+pub struct Authorized<P: Permission> {
+    pub principal: Principal,
+    /// Attribution for the audit records this request writes.
+    pub audit: AuditContext,
+    _permission: PhantomData<fn() -> P>,
+}
+
+/// The request id the request-id layer assigned, if any.
+pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::unauthorized("expected Authorization: Bearer <token>")),
+    }
+}
+
+impl<P: Permission, S: Send + Sync> FromRequestParts<S> for Authorized<P>
+where
+    Db: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let db = Db::from_ref(state);
+        let principal = authenticate(&db, token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the token is unknown, expired or revoked"))?;
+        if let Some(roles) = P::ROLES {
+            if !principal.roles.permits(roles) {
+                let needed: Vec<&str> = roles.iter().map(|r| r.as_str()).chain(std::iter::once("admin")).collect();
+                return Err(ApiError::forbidden(format!("this needs one of the roles: {}", needed.join(", ")))
+                    .with_details(serde_json::json!({ "required_roles": needed })));
+            }
+        }
+        let audit = AuditContext {
+            actor_id: Some(principal.user_id.clone()),
+            actor: principal.username.clone(),
+            on_behalf_of: None,
+            request_id: request_id(&parts.headers),
+        };
+        Ok(Authorized { principal, audit, _permission: PhantomData })
+    }
+}

@@ -1,0 +1,287 @@
+//! Server configuration: defaults → TOML file → `TOLLGATE__SECTION__KEY` environment → flags.
+//! A bad value fails at start and names its key.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The documented example configuration, printed by `tollgate print-config`.
+pub const EXAMPLE: &str = include_str!("../tollgate.example.toml");
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub bootstrap: BootstrapConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the embedded database and local state.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Time in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./tollgate-data"),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Empty for the embedded SQLite file; otherwise a `postgres://` URL (it may hold a password).
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: Secret::default(), max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Default bearer-token lifetime.
+    pub token_ttl_secs: u64,
+    /// Longest lifetime a token request may ask for.
+    pub max_token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_ttl_secs: 12 * 3600, max_token_ttl_secs: 30 * 24 * 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Password of the first administrator; random and printed once when unset.
+    pub admin_password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directives.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".to_owned() }
+    }
+}
+
+/// A value that never shows in `Debug`, logs or `print-config --effective`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"[redacted]\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Environment values arrive typed: a numeric password must still read as text.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Values given on the command line, which override every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the configuration from every source; `env` is the process environment in production.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::MissingFile(file.to_owned()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("TOLLGATE__").split("__"));
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("server.data_dir", dir));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        let config: Config = figment.extract().map_err(|e| {
+            // Figment's error already names the key and the source that set it.
+            ConfigError::Invalid(e.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        let url = self.database.url.expose();
+        if !url.is_empty() && tollgate_workflows::Engine::from_url(url).is_err() {
+            return bad("database.url", "must be empty (embedded SQLite), sqlite:… or postgres://…");
+        }
+        if self.server.max_body_bytes < 1024 {
+            return bad("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > self.auth.max_token_ttl_secs {
+            return bad("auth.token_ttl_secs", "must be between 1 and auth.max_token_ttl_secs");
+        }
+        if let Some(p) = &self.bootstrap.admin_password {
+            if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {
+                return Err(ConfigError::Invalid(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.server.data_dir.join("tollgate.db").display())
+        } else {
+            self.database.url.expose().to_owned()
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let from_example: Config = Figment::from(Toml::string(EXAMPLE)).extract().expect("example parses");
+        let defaults = Config::default();
+        assert_eq!(from_example.server.listen, defaults.server.listen);
+        assert_eq!(from_example.database.max_connections, defaults.database.max_connections);
+        assert_eq!(from_example.auth.token_ttl_secs, defaults.auth.token_ttl_secs);
+    }
+
+    #[test]
+    fn sources_override_in_order_and_a_bad_value_names_its_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[server]\nlisten = \"127.0.0.1:7000\"\n[database]\nmax_connections = 3\n")?;
+            jail.set_env("TOLLGATE__DATABASE__MAX_CONNECTIONS", "5");
+            let c = Config::load(Some(Path::new("t.toml")), &Overrides::default()).expect("loads");
+            assert_eq!(c.server.listen.port(), 7000);
+            assert_eq!(c.database.max_connections, 5);
+            let flags = Overrides { listen: Some(SocketAddr::from(([127, 0, 0, 1], 7001))), ..Overrides::default() };
+            assert_eq!(Config::load(Some(Path::new("t.toml")), &flags).expect("loads").server.listen.port(), 7001);
+
+            jail.set_env("TOLLGATE__SERVER__LISTEN", "not-an-address");
+            let err = Config::load(None, &Overrides::default()).expect_err("bad listen address").to_string();
+            assert!(err.contains("server.listen"), "{err}");
+            jail.set_env("TOLLGATE__SERVER__LISTEN", "127.0.0.1:7002");
+            jail.set_env("TOLLGATE__SERVER__COLOUR", "blue");
+            let err = Config::load(None, &Overrides::default()).expect_err("unknown key").to_string();
+            assert!(err.contains("colour"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_numeric_admin_password_from_the_environment_reads_as_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLGATE__BOOTSTRAP__ADMIN_PASSWORD", "123456789012345");
+            let c = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(c.bootstrap.admin_password.map(|p| p.expose().to_owned()), Some("123456789012345".into()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_output() {
+        let mut c = Config::default();
+        c.database.url = Secret::new("postgres://u:hunter2@db/x");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.to_toml().contains("hunter2"));
+    }
+}

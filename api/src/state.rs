@@ -1,0 +1,38 @@
+//! The one application state, with sub-states handlers take through `FromRef`.
+
+use crate::metrics::Metrics;
+use axum::extract::FromRef;
+use std::sync::Arc;
+use tollgate_workflows::Db;
+
+/// Token lifetimes, from the `[auth]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub default_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub metrics: Arc<Metrics>,
+    pub tokens: TokenPolicy,
+}
+
+impl FromRef<AppState> for Db {
+    fn from_ref(state: &AppState) -> Db {
+        state.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Arc<Metrics> {
+        state.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for TokenPolicy {
+    fn from_ref(state: &AppState) -> TokenPolicy {
+        state.tokens
+    }
+}

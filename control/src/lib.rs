@@ -1,0 +1,11 @@
+//! The control plane of Tollgate: the inventory of hosts and VMs, placement, and the operations that
+//! change them (provision, live resize, live quota, migrate, evacuate, adopt), run as durable jobs.
+//!
+//! What it is not: the ITIL process (that is `tollgate-workflows`, the only crate that can authorise an
+//! operation) or HTTP (that is `tollgate-api`). The libvirt driver, behind the `libvirt` feature, is the
+//! only code in the workspace that links libvirt's C library; only the host agent enables it.
+//!
+//! Layout: the crate holds no operations yet; the control-plane work adds the `Hypervisor` driver
+//! trait, the simulated and libvirt drivers, placement and jobs here.
+
+pub use tollgate_workflows as workflows;

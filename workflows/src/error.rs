@@ -1,0 +1,48 @@
+//! Errors of the domain and its store, in domain terms; the API maps them to statuses once, at its edge.
+
+/// Input that does not make a valid domain value. `field` names the offending input field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError { field: field.into(), message: message.into() }
+    }
+}
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn not_found(entity: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound { entity, id: id.into() }
+    }
+
+    /// Maps a unique-constraint violation to a conflict with `message`; other errors pass through.
+    pub fn unique_as_conflict(err: sqlx::Error, message: impl Into<String>) -> Self {
+        let is_unique = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation());
+        if is_unique {
+            StoreError::Conflict(message.into())
+        } else {
+            StoreError::Database(err)
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,27 @@
+//! The ITIL domain of Tollgate and the store it lives in.
+//!
+//! What it is: configuration items and their relations (the CMDB view of the fleet, with impact
+//! analysis), accounts and roles, and the hash-chained audit log every mutation writes in its own
+//! transaction. Change, approval and incident processes join it as data-driven state machines.
+//! What it is not: HTTP (that is `tollgate-api`) or hypervisor work (that is `tollgate-control`).
+//!
+//! Layout:
+//! - [`store`] — the database on SQLite or PostgreSQL, migrations, audited write transactions.
+//! - [`audit`] — audit records, their hash chain and its verification.
+//! - [`accounts`] — users, groups, roles, passwords and bearer tokens.
+//! - [`cmdb`] — configuration items, relations and the impact walk.
+//! - [`clock`] — injected time.
+//! - [`text`] — bounded text and paging values.
+//! - [`error`] — domain and store errors.
+
+pub mod accounts;
+pub mod audit;
+pub mod clock;
+pub mod cmdb;
+pub mod error;
+pub mod store;
+pub mod text;
+
+pub use clock::Clock;
+pub use error::{StoreError, StoreResult, ValidationError};
+pub use store::{AuditContext, Db, Engine};

@@ -1,0 +1,97 @@
+//! A WHERE clause built from fixed fragments, with every value bound as a `$n` parameter.
+
+use sqlx::any::AnyArguments;
+use sqlx::Arguments;
+
+/// A bound value.
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+/// Conditions joined by AND. Fragments are written by the store, values are always bound.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    clauses: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Filter {
+    pub fn new() -> Self {
+        Filter::default()
+    }
+
+    fn next_placeholder(&self) -> String {
+        format!("${}", self.values.len() + 1)
+    }
+
+    /// Adds `column <op> $n` bound to `value`. `column` and `op` are store-written, never user input.
+    pub fn text(&mut self, column: &'static str, op: &'static str, value: impl Into<String>) -> &mut Self {
+        let p = self.next_placeholder();
+        self.clauses.push(format!("{column} {op} {p}"));
+        self.values.push(Value::Text(value.into()));
+        self
+    }
+
+    pub fn int(&mut self, column: &'static str, op: &'static str, value: i64) -> &mut Self {
+        let p = self.next_placeholder();
+        self.clauses.push(format!("{column} {op} {p}"));
+        self.values.push(Value::Int(value));
+        self
+    }
+
+    /// `(a = $n OR b = $n)`: the value at either of two columns.
+    pub fn either(&mut self, a: &'static str, b: &'static str, value: impl Into<String>) -> &mut Self {
+        let p = self.next_placeholder();
+        self.clauses.push(format!("({a} = {p} OR {b} = {p})"));
+        self.values.push(Value::Text(value.into()));
+        self
+    }
+
+    /// Case-insensitive substring match on `column`; `%`, `_` and `\` in `needle` match themselves.
+    pub fn contains(&mut self, column: &'static str, needle: &str) -> &mut Self {
+        let mut pattern = String::from("%");
+        for c in needle.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let p = self.next_placeholder();
+        self.clauses.push(format!("lower({column}) LIKE {p} ESCAPE '\\'"));
+        self.values.push(Value::Text(pattern));
+        self
+    }
+
+    /// `WHERE …`, or nothing when there are no conditions.
+    pub fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    /// Placeholder for the next value appended with [`Filter::arguments_with`].
+    pub fn placeholder_after(&self, extra: usize) -> String {
+        format!("${}", self.values.len() + 1 + extra)
+    }
+
+    /// The bound values, followed by `tail` (for LIMIT and OFFSET).
+    pub fn arguments_with(&self, tail: &[i64]) -> AnyArguments<'static> {
+        let mut args = AnyArguments::default();
+        for v in &self.values {
+            // Adding a plain integer or string to AnyArguments cannot fail.
+            let _ = match v {
+                Value::Text(s) => args.add(s.clone()),
+                Value::Int(i) => args.add(*i),
+            };
+        }
+        for i in tail {
+            let _ = args.add(*i);
+        }
+        args
+    }
+}

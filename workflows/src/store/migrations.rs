@@ -1,0 +1,77 @@
+//! Schema migrations, one folder per engine with the same version numbers, embedded in the binary.
+
+use crate::error::StoreError;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Result<Engine, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else {
+            Err(StoreError::Internal("database url must start with sqlite: or postgres://".to_owned()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// (version, description, SQL) for each engine. Append only: a released migration never changes.
+pub(crate) const SQLITE: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// The migrator for `engine`.
+pub fn migrations_for(engine: Engine) -> Migrator {
+    let set = match engine {
+        Engine::Sqlite => SQLITE,
+        Engine::Postgres => POSTGRES,
+    };
+    let migrations: Vec<Migration> = set
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
+        })
+        .collect();
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(engine: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(engine);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn expected(set: &[(i64, &str, &str)]) -> Vec<String> {
+        set.iter().map(|(v, d, _)| format!("{v:04}_{d}.sql")).collect()
+    }
+
+    #[test]
+    fn both_engines_have_the_same_migrations_and_every_file_is_embedded() {
+        assert_eq!(files("sqlite"), files("postgres"));
+        assert_eq!(files("sqlite"), expected(SQLITE));
+        assert_eq!(files("postgres"), expected(POSTGRES));
+    }
+}
