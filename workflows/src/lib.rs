@@ -13,6 +13,7 @@
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
 //! - [`error`] — domain and store errors.
+//! - `testing` — helpers for test suites (feature `testing`).
 
 pub mod accounts;
 pub mod audit;
@@ -21,6 +22,8 @@ pub mod cmdb;
 pub mod error;
 pub mod store;
 pub mod text;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::Clock;
 pub use error::{StoreError, StoreResult, ValidationError};

@@ -1,6 +1,6 @@
 //! The audit log, read-only over the API; `tollgate audit verify` checks its chain.
 
-use super::page;
+use super::{page, Text};
 use crate::auth::{Authorized, ReadAudit};
 use crate::error::{ApiResult, Json, Query};
 use crate::state::AppState;
@@ -22,18 +22,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AuditListQuery {
     /// `user`, `group`, `token`, `ci`, `relation`, …
-    #[param(max_length = 64)]
-    entity_type: Option<String>,
-    #[param(max_length = 64)]
-    entity_id: Option<String>,
+    #[param(inline)]
+    entity_type: Option<Text<64>>,
+    #[param(inline)]
+    entity_id: Option<Text<64>>,
     /// Username of whoever acted.
-    #[param(max_length = 64)]
-    actor: Option<String>,
+    #[param(inline)]
+    actor: Option<Text<64>>,
     /// e.g. `ci.update`.
-    #[param(max_length = 64)]
-    action: Option<String>,
-    #[param(max_length = 128)]
-    request_id: Option<String>,
+    #[param(inline)]
+    action: Option<Text<64>>,
+    #[param(inline)]
+    request_id: Option<Text<128>>,
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     #[param(minimum = 0, maximum = 1000000000)]
@@ -50,11 +50,11 @@ async fn list_audit(
 ) -> ApiResult<Json<Page<AuditRecord>>> {
     let page = page(q.limit, q.offset)?;
     let query = AuditQuery {
-        entity_type: q.entity_type,
-        entity_id: q.entity_id,
-        actor: q.actor,
-        action: q.action,
-        request_id: q.request_id,
+        entity_type: q.entity_type.map(Text::into_inner),
+        entity_id: q.entity_id.map(Text::into_inner),
+        actor: q.actor.map(Text::into_inner),
+        action: q.action.map(Text::into_inner),
+        request_id: q.request_id.map(Text::into_inner),
     };
     Ok(Json(audit::list(&db, &query, page).await?))
 }

@@ -1,6 +1,6 @@
 //! The CMDB's configuration items and the impact walk.
 
-use super::page;
+use super::{page, Text};
 use crate::auth::{Authorized, ManageCmdb, ReadFleet};
 use crate::error::{ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -27,17 +27,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct CiListQuery {
     kind: Option<CiKind>,
     /// Items contained in this one.
-    #[param(max_length = 64)]
-    parent_id: Option<String>,
+    #[param(inline)]
+    parent_id: Option<Text<64>>,
     /// VMs of this business service.
-    #[param(max_length = 64)]
-    service_id: Option<String>,
-    #[param(max_length = 32)]
-    state: Option<String>,
+    #[param(inline)]
+    service_id: Option<Text<64>>,
+    #[param(inline)]
+    state: Option<Text<32>>,
     criticality: Option<Criticality>,
     /// Substring of the name, any case.
-    #[param(max_length = 128)]
-    q: Option<String>,
+    #[param(inline)]
+    q: Option<Text<128>>,
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     #[param(minimum = 0, maximum = 1000000000)]
@@ -55,11 +55,11 @@ async fn list_cis(
     let page = page(q.limit, q.offset)?;
     let query = CiQuery {
         kind: q.kind,
-        parent_id: q.parent_id,
-        service_id: q.service_id,
-        state: q.state,
+        parent_id: q.parent_id.map(Text::into_inner),
+        service_id: q.service_id.map(Text::into_inner),
+        state: q.state.map(Text::into_inner),
         criticality: q.criticality,
-        q: q.q,
+        q: q.q.map(Text::into_inner),
     };
     Ok(Json(cmdb::list_cis(&db, &query, page).await?))
 }

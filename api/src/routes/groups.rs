@@ -1,6 +1,6 @@
 //! Groups of users: the roles they confer and (later) the approver groups of change policies.
 
-use super::page;
+use super::{page, Text};
 use crate::auth::{Authorized, ManageAccounts, ReadFleet};
 use crate::error::{ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -26,8 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct GroupListQuery {
     /// Substring of the group name.
-    #[param(max_length = 128)]
-    q: Option<String>,
+    #[param(inline)]
+    q: Option<Text<128>>,
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     #[param(minimum = 0, maximum = 1000000000)]
@@ -44,7 +44,7 @@ async fn list_groups(
     Query(q): Query<GroupListQuery>,
 ) -> ApiResult<Json<Page<Group>>> {
     let page = page(q.limit, q.offset)?;
-    Ok(Json(accounts::list_groups(&db, q.q.as_deref(), page).await?))
+    Ok(Json(accounts::list_groups(&db, q.q.map(Text::into_inner).as_deref(), page).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

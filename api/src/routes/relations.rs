@@ -1,6 +1,6 @@
 //! Typed relations between configuration items.
 
-use super::page;
+use super::{page, Text};
 use crate::auth::{Authorized, ManageCmdb, ReadFleet};
 use crate::error::{ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -23,8 +23,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct RelationListQuery {
     /// Relations with this item at either end.
-    #[param(max_length = 64)]
-    ci_id: Option<String>,
+    #[param(inline)]
+    ci_id: Option<Text<64>>,
     kind: Option<RelationKind>,
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -42,7 +42,7 @@ async fn list_relations(
     Query(q): Query<RelationListQuery>,
 ) -> ApiResult<Json<Page<Relation>>> {
     let page = page(q.limit, q.offset)?;
-    Ok(Json(cmdb::list_relations(&db, &RelationQuery { ci_id: q.ci_id, kind: q.kind }, page).await?))
+    Ok(Json(cmdb::list_relations(&db, &RelationQuery { ci_id: q.ci_id.map(Text::into_inner), kind: q.kind }, page).await?))
 }
 
 /// `source` runs-on / depends-on / member-of `target`.

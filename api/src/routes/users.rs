@@ -1,6 +1,6 @@
 //! Accounts: who you are, who else there is, and (for administrators) creating and changing them.
 
-use super::page;
+use super::{page, Text};
 use crate::auth::{Authorized, ManageAccounts, ReadAccounts, SignedIn};
 use crate::error::{ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -68,8 +68,8 @@ async fn change_own_password(
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Substring of the username or display name.
-    #[param(max_length = 128)]
-    q: Option<String>,
+    #[param(inline)]
+    q: Option<Text<128>>,
     role: Option<Role>,
     disabled: Option<bool>,
     #[param(minimum = 1, maximum = 500)]
@@ -87,7 +87,7 @@ async fn list_users(
     Query(q): Query<UserListQuery>,
 ) -> ApiResult<Json<Page<User>>> {
     let page = page(q.limit, q.offset)?;
-    let query = UserQuery { q: q.q, role: q.role, disabled: q.disabled };
+    let query = UserQuery { q: q.q.map(Text::into_inner), role: q.role, disabled: q.disabled };
     Ok(Json(accounts::list_users(&db, &query, page).await?))
 }
 

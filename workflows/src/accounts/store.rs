@@ -166,6 +166,15 @@ pub async fn list_users(db: &Db, q: &UserQuery, page: PageRequest) -> StoreResul
 pub async fn update_user(db: &Db, ctx: &AuditContext, id: &str, update: UserUpdate) -> StoreResult<User> {
     let mut tx = db.write(ctx).await?;
     let before = fetch_user(tx.conn(), id).await?;
+    let loses_admin = before.roles.contains(&Role::Admin)
+        && !before.disabled
+        && (update.disabled || !update.roles.contains(Role::Admin));
+    if loses_admin && other_admins(tx.conn(), id).await? == 0 {
+        return Err(StoreError::Conflict(format!(
+            "{} is the last administrator: make someone else an administrator first",
+            before.username
+        )));
+    }
     let now = to_millis(tx.now());
     sqlx::query(
         "UPDATE users SET display_name = $1, email = $2, roles = $3, disabled = $4, updated_at = $5 WHERE id = $6",
@@ -190,6 +199,19 @@ pub async fn update_user(db: &Db, ctx: &AuditContext, id: &str, update: UserUpda
     tx.audit("user.update", "user", id, Some(&before), Some(&after)).await?;
     tx.commit().await?;
     Ok(after)
+}
+
+/// Enabled users other than `except` who hold `admin` directly or through a group.
+async fn other_admins(conn: &mut sqlx::AnyConnection, except: &str) -> StoreResult<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM users u WHERE u.id <> $1 AND u.disabled = 0 AND (',' || u.roles || ',' LIKE '%,admin,%' \
+         OR u.id IN (SELECT m.user_id FROM group_members m JOIN user_groups g ON g.id = m.group_id \
+                     WHERE ',' || g.roles || ',' LIKE '%,admin,%'))",
+    )
+    .bind(except)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
 }
 
 /// Sets a new password. With `current`, the old one must match (a user changing their own).

@@ -50,18 +50,15 @@ impl Filter {
     }
 
     /// Case-insensitive substring match on `column`; `%`, `_` and `\` in `needle` match themselves.
+    /// SQLite's `lower()` folds ASCII letters only, so the needle as typed is tried too: without it a
+    /// name with a capital like `Ü` could not be found on SQLite at all, not even by its exact spelling.
     pub fn contains(&mut self, column: &'static str, needle: &str) -> &mut Self {
-        let mut pattern = String::from("%");
-        for c in needle.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        let p = self.next_placeholder();
-        self.clauses.push(format!("lower({column}) LIKE {p} ESCAPE '\\'"));
-        self.values.push(Value::Text(pattern));
+        let folded = self.next_placeholder();
+        self.values.push(Value::Text(like_pattern(&needle.to_lowercase())));
+        let as_typed = self.next_placeholder();
+        self.values.push(Value::Text(like_pattern(needle)));
+        self.clauses
+            .push(format!("(lower({column}) LIKE {folded} ESCAPE '\\' OR {column} LIKE {as_typed} ESCAPE '\\')"));
         self
     }
 
@@ -94,4 +91,17 @@ impl Filter {
         }
         args
     }
+}
+
+/// `%needle%` with LIKE's wildcards and escape character escaped.
+fn like_pattern(needle: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }

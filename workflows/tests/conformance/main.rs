@@ -8,7 +8,8 @@
 //! - `users` — accounts, searching them, passwords and the first administrator.
 //! - `tokens` — signing in, bearer tokens, revocation and expiry.
 //! - `groups` — groups, membership and the roles they lend.
-//! - `cis` — configuration items: containment, names, revisions, deletion, searching and paging.
+//! - `cis` — configuration items: containment, unique names, revisions and deletion.
+//! - `search` — finding items by kind, container and name, and paging through them.
 //! - `relations` — typed edges between items.
 //! - `impact` — what else fails when an item fails.
 //! - `audit_records` — the record every mutation leaves, and the one a failed mutation does not.
@@ -21,6 +22,7 @@ mod cis;
 mod groups;
 mod impact;
 mod relations;
+mod search;
 mod support;
 mod tokens;
 mod users;

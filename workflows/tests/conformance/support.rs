@@ -17,10 +17,38 @@ pub const START: time::OffsetDateTime = datetime!(2030-01-01 09:00:00 UTC);
 /// The password every test user gets unless a test says otherwise.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A store on a database nobody else uses. Derefs to [`Db`]; keeps a SQLite file's folder alive.
+/// A store on a database nobody else uses. Derefs to [`Db`]; keeps a SQLite file's folder alive and drops
+/// a PostgreSQL database when the test passes (a failed test's database stays, for a look).
 pub struct TestDb {
     pub db: Db,
     _dir: Option<TempDir>,
+    /// (server URL, database name) of a PostgreSQL database this test created.
+    created: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.created.take() else { return };
+        if std::thread::panicking() {
+            eprintln!("the failed test's database is kept: {name}");
+            return;
+        }
+        // The test's runtime is busy dropping us and may be single-threaded: use a runtime of our own.
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::AnyConnection::connect(&admin_url).await.ok()?;
+                let done = admin.execute(sql.as_str()).await.ok();
+                let _ = admin.close().await;
+                done
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("the test database {name} could not be dropped");
+        }
+    }
 }
 
 impl std::ops::Deref for TestDb {
@@ -43,11 +71,10 @@ async fn fresh_sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
     let db = Db::connect(&url, 4, Clock::manual(START)).await.expect("SQLite store opens");
-    TestDb { db, _dir: Some(dir) }
+    TestDb { db, _dir: Some(dir), created: None }
 }
 
-/// Creates `tg_<uuid>` on the server `admin_url` names and connects to it. The databases are left
-/// behind: the server is expected to be a throwaway one.
+/// Creates `tg_<uuid>` on the server `admin_url` names and connects to it.
 async fn fresh_postgres(admin_url: &str) -> TestDb {
     sqlx::any::install_default_drivers();
     let name = format!("tg_{}", uuid::Uuid::new_v4().simple());
@@ -56,7 +83,7 @@ async fn fresh_postgres(admin_url: &str) -> TestDb {
     let _ = admin.close().await;
     let url = with_database(admin_url, &name);
     let db = Db::connect(&url, 4, Clock::manual(START)).await.expect("PostgreSQL store opens");
-    TestDb { db, _dir: None }
+    TestDb { db, _dir: None, created: Some((admin_url.to_owned(), name)) }
 }
 
 /// `admin_url` with its path replaced by `/name`, keeping any query string.

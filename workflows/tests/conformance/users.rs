@@ -52,7 +52,7 @@ async fn users_are_found_by_name_role_and_disabled_state() {
     let alice = user(&db, "alice", &[Role::Operator]).await;
     let bob = new_user("bob", "Bob Builder", &[Role::Viewer]);
     accounts::create_user(&db, &ctx(), bob).await.unwrap();
-    let carol = user(&db, "carol", &[Role::Admin, Role::Viewer]).await;
+    let carol = user(&db, "carol", &[Role::ChangeManager, Role::Viewer]).await;
     accounts::update_user(&db, &ctx(), &carol.id, disable(&carol)).await.unwrap();
 
     let everyone = find(&db, UserQuery::default()).await;
@@ -67,8 +67,8 @@ async fn users_are_found_by_name_role_and_disabled_state() {
 
     let viewers = find(&db, UserQuery { role: Some(Role::Viewer), ..Default::default() }).await;
     assert_eq!(usernames(&viewers.items), ["bob", "carol"]);
-    let admins = find(&db, UserQuery { role: Some(Role::Admin), ..Default::default() }).await;
-    assert_eq!(usernames(&admins.items), ["carol"]);
+    let managers = find(&db, UserQuery { role: Some(Role::ChangeManager), ..Default::default() }).await;
+    assert_eq!(usernames(&managers.items), ["carol"]);
     let approvers = find(&db, UserQuery { role: Some(Role::Approver), ..Default::default() }).await;
     assert!(approvers.items.is_empty());
     assert_eq!(approvers.total, 0);
@@ -118,6 +118,22 @@ async fn an_update_replaces_the_editable_fields() {
     assert_eq!(updated.created_at, START);
     assert_eq!(updated.updated_at, START + time::Duration::minutes(5));
     assert_eq!(accounts::get_user(&db, &alice.id).await.unwrap().display_name, "Alice L.");
+}
+
+#[tokio::test]
+async fn the_last_administrator_can_be_neither_disabled_nor_demoted() {
+    let db = fresh_db().await;
+    let root = user(&db, "root", &[Role::Admin]).await;
+    let demote =
+        UserUpdate { display_name: name("root"), email: None, roles: RoleSet::new([Role::Viewer]), disabled: false };
+
+    assert_conflict(accounts::update_user(&db, &ctx(), &root.id, disable(&root)).await);
+    assert_conflict(accounts::update_user(&db, &ctx(), &root.id, demote.clone()).await);
+    assert!(!accounts::get_user(&db, &root.id).await.unwrap().disabled);
+
+    user(&db, "second", &[Role::Admin]).await;
+    let demoted = accounts::update_user(&db, &ctx(), &root.id, demote).await.unwrap();
+    assert_eq!(demoted.roles, vec![Role::Viewer]);
 }
 
 #[tokio::test]

@@ -1,0 +1,141 @@
+//! `spawn_app()`: a fresh store and router per test, driven in-process with `oneshot`, plus helpers a
+//! test reads as sentences.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tollgate_workflows::accounts::{bootstrap_admin, Password};
+use tollgate_workflows::{Clock, Db};
+use tower::ServiceExt;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const USER_PASSWORD: &str = "user-password-for-tests";
+
+pub struct TestApp {
+    pub router: Router,
+    pub db: Db,
+    pub admin_token: String,
+    /// Keeps the SQLite folder alive for the test's duration.
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// The `error.code` of an error body, asserting the body has the one error shape.
+    pub fn error_code(&self) -> String {
+        let e = &self.body["error"];
+        assert!(e["code"].is_string() && e["message"].is_string() && e["details"].is_object(), "not the error shape: {}", self.body);
+        e["code"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A database URL for a fresh, empty database: a new SQLite file, or a new database on the PostgreSQL
+/// server named by `TEST_DATABASE_URL`.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(server) => tollgate_workflows::testing::fresh_postgres_database(&server).await,
+        Err(_) => format!("sqlite://{}?mode=rwc", dir.join("tollgate.db").display()),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path()).await;
+    let db = Db::connect(&database_url, 4, Clock::system()).await.unwrap();
+    bootstrap_admin(&db, Some(Password::parse("p", ADMIN_PASSWORD).unwrap())).await.unwrap();
+    let config = tollgate_api::config::Config::default();
+    let state = tollgate_api::state(&config, db.clone());
+    let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
+    let mut app = TestApp { router, db, admin_token: String::new(), dir, database_url };
+    app.admin_token = app.sign_in("admin", ADMIN_PASSWORD).await;
+    app
+}
+
+impl TestApp {
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send_raw(req.body(body).unwrap()).await
+    }
+
+    pub async fn send_raw(&self, req: Request<Body>) -> TestResponse {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        TestResponse { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> TestResponse {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> TestResponse {
+        self.send(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> TestResponse {
+        self.send(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> TestResponse {
+        self.send(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn sign_in(&self, username: &str, password: &str) -> String {
+        let r = self
+            .send(Method::POST, "/api/v1/auth/tokens", None, Some(json!({"username": username, "password": password})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "sign-in as {username}: {}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user holding exactly `roles` and returns a token for them.
+    pub async fn user_with_roles(&self, username: &str, roles: &[&str]) -> String {
+        let r = self
+            .post(
+                "/api/v1/users",
+                &self.admin_token,
+                json!({"username": username, "password": USER_PASSWORD, "roles": roles}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "create {username}: {}", r.body);
+        self.sign_in(username, USER_PASSWORD).await
+    }
+
+    /// Registers a CI as admin and returns its id.
+    pub async fn ci(&self, body: Value) -> String {
+        let r = self.post("/api/v1/cis", &self.admin_token, body.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "create CI {body}: {}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The OpenAPI document the server serves.
+    pub async fn openapi(&self) -> Value {
+        let r = self.send(Method::GET, "/api/v1/openapi.json", None, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.body
+    }
+}
