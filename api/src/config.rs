@@ -187,8 +187,8 @@ impl Config {
             figment = figment.merge(Serialized::default("database.url", url));
         }
         let config: Config = figment.extract().map_err(|e| {
-            // Figment's error already names the key and the source that set it.
-            ConfigError::Invalid(e.to_string())
+            // Figment names the source, but spells an environment key `SERVER.LISTEN`: lead with the real key.
+            ConfigError::Invalid(if e.path.is_empty() { e.to_string() } else { format!("{}: {e}", e.path.join(".")) })
         })?;
         config.validate()?;
         Ok(config)

@@ -21,9 +21,9 @@ pub mod clock;
 pub mod cmdb;
 pub mod error;
 pub mod store;
-pub mod text;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 
 pub use clock::Clock;
 pub use error::{StoreError, StoreResult, ValidationError};

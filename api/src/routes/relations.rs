@@ -42,7 +42,9 @@ async fn list_relations(
     Query(q): Query<RelationListQuery>,
 ) -> ApiResult<Json<Page<Relation>>> {
     let page = page(q.limit, q.offset)?;
-    Ok(Json(cmdb::list_relations(&db, &RelationQuery { ci_id: q.ci_id.map(Text::into_inner), kind: q.kind }, page).await?))
+    Ok(Json(
+        cmdb::list_relations(&db, &RelationQuery { ci_id: q.ci_id.map(Text::into_inner), kind: q.kind }, page).await?,
+    ))
 }
 
 /// `source` runs-on / depends-on / member-of `target`.

@@ -59,7 +59,8 @@ async fn change_own_password(
     Json(body): Json<OwnPasswordChange>,
 ) -> ApiResult<StatusCode> {
     let new = Password::parse("new_password", &body.new_password)?;
-    accounts::set_password(&db, &auth.audit, &auth.principal.user_id, Some(&body.current_password), new).await?;
+    let keep = Some(auth.principal.token_id.as_str());
+    accounts::set_password(&db, &auth.audit, &auth.principal.user_id, Some(&body.current_password), new, keep).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,6 +187,6 @@ async fn reset_password(
     Json(body): Json<PasswordReset>,
 ) -> ApiResult<StatusCode> {
     let new = Password::parse("new_password", &body.new_password)?;
-    accounts::set_password(&db, &auth.audit, &id, None, new).await?;
+    accounts::set_password(&db, &auth.audit, &id, None, new, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,7 @@ impl Password {
 
     pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
         let n = value.chars().count();
-        if n < Self::MIN_CHARS || n > Self::MAX_CHARS {
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&n) {
             return Err(ValidationError::new(
                 field,
                 format!("must be between {} and {} characters", Self::MIN_CHARS, Self::MAX_CHARS),

@@ -165,16 +165,8 @@ pub async fn list_users(db: &Db, q: &UserQuery, page: PageRequest) -> StoreResul
 
 pub async fn update_user(db: &Db, ctx: &AuditContext, id: &str, update: UserUpdate) -> StoreResult<User> {
     let mut tx = db.write(ctx).await?;
+    let guard = AdministratorGuard::before(tx.conn()).await?;
     let before = fetch_user(tx.conn(), id).await?;
-    let loses_admin = before.roles.contains(&Role::Admin)
-        && !before.disabled
-        && (update.disabled || !update.roles.contains(Role::Admin));
-    if loses_admin && other_admins(tx.conn(), id).await? == 0 {
-        return Err(StoreError::Conflict(format!(
-            "{} is the last administrator: make someone else an administrator first",
-            before.username
-        )));
-    }
     let now = to_millis(tx.now());
     sqlx::query(
         "UPDATE users SET display_name = $1, email = $2, roles = $3, disabled = $4, updated_at = $5 WHERE id = $6",
@@ -195,32 +187,55 @@ pub async fn update_user(db: &Db, ctx: &AuditContext, id: &str, update: UserUpda
             .execute(tx.conn())
             .await?;
     }
+    guard.check(tx.conn()).await?;
     let after = fetch_user(tx.conn(), id).await?;
     tx.audit("user.update", "user", id, Some(&before), Some(&after)).await?;
     tx.commit().await?;
     Ok(after)
 }
 
-/// Enabled users other than `except` who hold `admin` directly or through a group.
-async fn other_admins(conn: &mut sqlx::AnyConnection, except: &str) -> StoreResult<i64> {
+/// Enabled users who hold `admin`, directly or through a group.
+async fn count_administrators(conn: &mut sqlx::AnyConnection) -> StoreResult<i64> {
     let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM users u WHERE u.id <> $1 AND u.disabled = 0 AND (',' || u.roles || ',' LIKE '%,admin,%' \
+        "SELECT COUNT(*) FROM users u WHERE u.disabled = 0 AND (',' || u.roles || ',' LIKE '%,admin,%' \
          OR u.id IN (SELECT m.user_id FROM group_members m JOIN user_groups g ON g.id = m.group_id \
                      WHERE ',' || g.roles || ',' LIKE '%,admin,%'))",
     )
-    .bind(except)
     .fetch_one(conn)
     .await?;
     Ok(n)
 }
 
-/// Sets a new password. With `current`, the old one must match (a user changing their own).
+/// Guards a change that could remove the last enabled administrator: counted before the change and
+/// checked after its statements, inside its transaction, so a refused change rolls back whole.
+struct AdministratorGuard {
+    before: i64,
+}
+
+impl AdministratorGuard {
+    async fn before(conn: &mut sqlx::AnyConnection) -> StoreResult<Self> {
+        Ok(AdministratorGuard { before: count_administrators(conn).await? })
+    }
+
+    async fn check(self, conn: &mut sqlx::AnyConnection) -> StoreResult<()> {
+        if self.before > 0 && count_administrators(conn).await? == 0 {
+            return Err(StoreError::Conflict(
+                "this would leave no enabled administrator: make someone else an administrator first".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sets a new password and revokes the user's tokens but `keep_token` (the one a user changing their own
+/// password is using). With `current`, the old password must match (a user changing their own).
 pub async fn set_password(
     db: &Db,
     ctx: &AuditContext,
     id: &str,
     current: Option<&str>,
     new: Password,
+    keep_token: Option<&str>,
 ) -> StoreResult<()> {
     if let Some(current) = current {
         let row: Option<(String,)> =
@@ -241,6 +256,13 @@ pub async fn set_password(
         .bind(&hash)
         .bind(to_millis(tx.now()))
         .bind(id)
+        .execute(tx.conn())
+        .await?;
+    // Whoever knew the old password may hold a token made with it.
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3")
+        .bind(to_millis(tx.now()))
+        .bind(id)
+        .bind(keep_token.unwrap_or(""))
         .execute(tx.conn())
         .await?;
     // The audit records that it changed, never what to.
@@ -362,6 +384,7 @@ pub async fn create_group(db: &Db, ctx: &AuditContext, spec: GroupSpec) -> Store
 
 pub async fn update_group(db: &Db, ctx: &AuditContext, id: &str, spec: GroupSpec) -> StoreResult<Group> {
     let mut tx = db.write(ctx).await?;
+    let guard = AdministratorGuard::before(tx.conn()).await?;
     let before = fetch_group(tx.conn(), id).await?;
     sqlx::query("UPDATE user_groups SET name = $1, description = $2, roles = $3, updated_at = $4 WHERE id = $5")
         .bind(spec.name.as_str())
@@ -372,6 +395,7 @@ pub async fn update_group(db: &Db, ctx: &AuditContext, id: &str, spec: GroupSpec
         .execute(tx.conn())
         .await
         .map_err(|e| StoreError::unique_as_conflict(e, format!("group name {} is taken", spec.name.as_str())))?;
+    guard.check(tx.conn()).await?;
     let after = fetch_group(tx.conn(), id).await?;
     tx.audit("group.update", "group", id, Some(&before), Some(&after)).await?;
     tx.commit().await?;
@@ -380,9 +404,11 @@ pub async fn update_group(db: &Db, ctx: &AuditContext, id: &str, spec: GroupSpec
 
 pub async fn delete_group(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<()> {
     let mut tx = db.write(ctx).await?;
+    let guard = AdministratorGuard::before(tx.conn()).await?;
     let before = fetch_group(tx.conn(), id).await?;
     sqlx::query("DELETE FROM group_members WHERE group_id = $1").bind(id).execute(tx.conn()).await?;
     sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id).execute(tx.conn()).await?;
+    guard.check(tx.conn()).await?;
     tx.audit("group.delete", "group", id, Some(&before), None::<&Group>).await?;
     tx.commit().await?;
     Ok(())
@@ -397,6 +423,7 @@ pub async fn set_membership(
     member: bool,
 ) -> StoreResult<Group> {
     let mut tx = db.write(ctx).await?;
+    let guard = AdministratorGuard::before(tx.conn()).await?;
     let before = fetch_group(tx.conn(), group_id).await?;
     fetch_user(tx.conn(), user_id).await?;
     let is_member = before.members.iter().any(|m| m == user_id);
@@ -416,6 +443,7 @@ pub async fn set_membership(
             .execute(tx.conn())
             .await?;
     }
+    guard.check(tx.conn()).await?;
     let after = fetch_group(tx.conn(), group_id).await?;
     let action = if member { "group.add_member" } else { "group.remove_member" };
     tx.audit(action, "group", group_id, Some(&before), Some(&after)).await?;

@@ -96,7 +96,7 @@ impl Db {
             Engine::Sqlite => Some(self.writer.clone().lock_owned().await),
             Engine::Postgres => None,
         };
-        WriteTx::begin(&self.pool, serial, ctx, self.clock.now()).await
+        WriteTx::begin(&self.pool, serial, ctx, &self.clock).await
     }
 
     pub async fn close(&self) {

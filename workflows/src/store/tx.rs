@@ -1,6 +1,7 @@
 //! A write transaction: the change and its audit records commit together or not at all.
 
 use crate::audit::{self, AuditEntry};
+use crate::clock::Clock;
 use crate::error::StoreResult;
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
@@ -44,14 +45,15 @@ impl<'c> WriteTx<'c> {
         pool: &AnyPool,
         serial: Option<OwnedMutexGuard<()>>,
         ctx: &'c AuditContext,
-        at: OffsetDateTime,
+        clock: &Clock,
     ) -> StoreResult<WriteTx<'c>> {
         let mut tx = pool.begin().await?;
         // Lock the audit chain's head first. On PostgreSQL the row lock orders concurrent writers so
         // the chain never forks; on SQLite a write as the first statement means the transaction never
         // has to upgrade a stale read snapshot.
         sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1").execute(&mut *tx).await?;
-        Ok(WriteTx { tx, _serial: serial, ctx, at })
+        // Read the time only now that this writer holds the chain, so `at` never runs backwards along it.
+        Ok(WriteTx { tx, _serial: serial, ctx, at: clock.now() })
     }
 
     /// The connection, for the statements of the change itself.

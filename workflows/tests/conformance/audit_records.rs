@@ -85,7 +85,9 @@ async fn account_changes_are_recorded_without_any_secret() {
     let update =
         UserUpdate { display_name: name("Alice"), email: None, roles: RoleSet::new([Role::Operator]), disabled: false };
     accounts::update_user(&db, &ctx(), &alice.id, update).await.unwrap();
-    accounts::set_password(&db, &ctx(), &alice.id, Some(PASSWORD), password("the second password")).await.unwrap();
+    accounts::set_password(&db, &ctx(), &alice.id, Some(PASSWORD), password("the second password"), None)
+        .await
+        .unwrap();
     let spec = GroupSpec { name: name("ops"), description: Description::default(), roles: RoleSet::default() };
     let ops = accounts::create_group(&db, &ctx(), spec.clone()).await.unwrap();
     accounts::update_group(&db, &ctx(), &ops.id, GroupSpec { name: name("operations"), ..spec }).await.unwrap();

@@ -1,13 +1,12 @@
 //! A brand new database per test (SQLite by default, PostgreSQL when `TEST_DATABASE_URL` is set) and the
 //! small builders the tests share.
 
-use sqlx::{Connection, Executor};
 use std::fmt::Debug;
-use tempfile::TempDir;
 use time::macros::datetime;
 use tollgate_workflows::accounts::{self, NewUser, Password, Role, RoleSet, User, Username};
 use tollgate_workflows::audit::{self, AuditQuery, AuditRecord};
 use tollgate_workflows::cmdb::{self, Ci, CiDraft, CiSpec};
+use tollgate_workflows::testing::{fresh_database, TestDatabase};
 use tollgate_workflows::text::{Name, PageRequest};
 use tollgate_workflows::{AuditContext, Clock, Db, StoreError, StoreResult};
 
@@ -17,38 +16,11 @@ pub const START: time::OffsetDateTime = datetime!(2030-01-01 09:00:00 UTC);
 /// The password every test user gets unless a test says otherwise.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A store on a database nobody else uses. Derefs to [`Db`]; keeps a SQLite file's folder alive and drops
-/// a PostgreSQL database when the test passes (a failed test's database stays, for a look).
+/// A store on a database nobody else uses. Derefs to [`Db`]; keeps the database alive (and drops a
+/// PostgreSQL one when a passing test ends).
 pub struct TestDb {
     pub db: Db,
-    _dir: Option<TempDir>,
-    /// (server URL, database name) of a PostgreSQL database this test created.
-    created: Option<(String, String)>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((admin_url, name)) = self.created.take() else { return };
-        if std::thread::panicking() {
-            eprintln!("the failed test's database is kept: {name}");
-            return;
-        }
-        // The test's runtime is busy dropping us and may be single-threaded: use a runtime of our own.
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async {
-                let mut admin = sqlx::AnyConnection::connect(&admin_url).await.ok()?;
-                let done = admin.execute(sql.as_str()).await.ok();
-                let _ = admin.close().await;
-                done
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("the test database {name} could not be dropped");
-        }
-    }
+    _database: TestDatabase,
 }
 
 impl std::ops::Deref for TestDb {
@@ -61,43 +33,9 @@ impl std::ops::Deref for TestDb {
 
 /// A fresh, migrated store whose clock stands still at [`START`].
 pub async fn fresh_db() -> TestDb {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => fresh_postgres(url.trim()).await,
-        _ => fresh_sqlite().await,
-    }
-}
-
-async fn fresh_sqlite() -> TestDb {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-    let db = Db::connect(&url, 4, Clock::manual(START)).await.expect("SQLite store opens");
-    TestDb { db, _dir: Some(dir), created: None }
-}
-
-/// Creates `tg_<uuid>` on the server `admin_url` names and connects to it.
-async fn fresh_postgres(admin_url: &str) -> TestDb {
-    sqlx::any::install_default_drivers();
-    let name = format!("tg_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::AnyConnection::connect(admin_url).await.expect("TEST_DATABASE_URL accepts connections");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("CREATE DATABASE");
-    let _ = admin.close().await;
-    let url = with_database(admin_url, &name);
-    let db = Db::connect(&url, 4, Clock::manual(START)).await.expect("PostgreSQL store opens");
-    TestDb { db, _dir: None, created: Some((admin_url.to_owned(), name)) }
-}
-
-/// `admin_url` with its path replaced by `/name`, keeping any query string.
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (scheme, rest) = admin_url.split_once("://").expect("TEST_DATABASE_URL has a scheme");
-    let (before_query, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    let authority = before_query.split('/').next().unwrap_or(before_query);
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
+    let database = fresh_database().await;
+    let db = Db::connect(database.url(), 4, Clock::manual(START)).await.expect("the store opens");
+    TestDb { db, _database: database }
 }
 
 /// Runs raw SQL behind the store's back, as an intruder with database access would.
@@ -247,14 +185,4 @@ pub fn assert_conflict<T: Debug>(result: StoreResult<T>) {
 #[track_caller]
 pub fn assert_not_found<T: Debug>(result: StoreResult<T>) {
     assert!(matches!(result, Err(StoreError::NotFound { .. })), "expected not found, got {result:?}");
-}
-
-#[test]
-fn the_test_database_replaces_only_the_path_of_the_server_url() {
-    assert_eq!(with_database("postgres://pg@127.0.0.1:55432/postgres", "tg_x"), "postgres://pg@127.0.0.1:55432/tg_x");
-    assert_eq!(with_database("postgres://pg@db:5432", "tg_x"), "postgres://pg@db:5432/tg_x");
-    assert_eq!(
-        with_database("postgresql://pg:pw@db/postgres?sslmode=disable", "tg_x"),
-        "postgresql://pg:pw@db/tg_x?sslmode=disable"
-    );
 }

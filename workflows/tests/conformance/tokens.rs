@@ -162,3 +162,19 @@ async fn tokens_are_listed_to_their_owner_newest_first() {
     assert!(listed.items.iter().all(|t| t.user_id == kim.id && t.name == "laptop"));
     assert_eq!(listed.items[0].expires_at, START + Duration::minutes(3) + TTL);
 }
+
+#[tokio::test]
+async fn a_new_password_revokes_every_token_but_the_one_that_changed_it() {
+    let db = fresh_db().await;
+    let alice = user(&db, "alice", &[Role::Viewer]).await;
+    let (laptop, _) = sign_in(&db, "alice").await;
+    let (phone, _) = sign_in(&db, "alice").await;
+
+    let new = password("a brand new long secret");
+    accounts::set_password(&db, &ctx(), &alice.id, Some(PASSWORD), new, Some(&laptop.id)).await.unwrap();
+    assert!(accounts::authenticate(&db, &laptop.token).await.unwrap().is_some(), "the token in use keeps working");
+    assert!(accounts::authenticate(&db, &phone.token).await.unwrap().is_none(), "other tokens are revoked");
+
+    accounts::set_password(&db, &ctx(), &alice.id, None, password("reset by an administrator"), None).await.unwrap();
+    assert!(accounts::authenticate(&db, &laptop.token).await.unwrap().is_none(), "a reset revokes them all");
+}

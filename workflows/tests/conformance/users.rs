@@ -142,11 +142,11 @@ async fn changing_a_password_needs_the_current_one() {
     let alice = user(&db, "alice", &[Role::Viewer]).await;
     let new = "a much longer new secret";
 
-    let wrong = accounts::set_password(&db, &ctx(), &alice.id, Some("not my password"), password(new)).await;
+    let wrong = accounts::set_password(&db, &ctx(), &alice.id, Some("not my password"), password(new), None).await;
     assert_invalid(wrong, "current_password");
     assert!(sign_in(&db, "alice", PASSWORD).await.is_ok(), "a refused change keeps the old password");
 
-    accounts::set_password(&db, &ctx(), &alice.id, Some(PASSWORD), password(new)).await.unwrap();
+    accounts::set_password(&db, &ctx(), &alice.id, Some(PASSWORD), password(new), None).await.unwrap();
     assert!(matches!(sign_in(&db, "alice", PASSWORD).await, Err(SignInError::BadCredentials)));
     assert!(sign_in(&db, "alice", new).await.is_ok());
 }
@@ -156,10 +156,10 @@ async fn an_administrator_can_reset_a_password_without_knowing_it() {
     let db = fresh_db().await;
     let alice = user(&db, "alice", &[Role::Viewer]).await;
 
-    accounts::set_password(&db, &ctx(), &alice.id, None, password("reset by the admin")).await.unwrap();
+    accounts::set_password(&db, &ctx(), &alice.id, None, password("reset by the admin"), None).await.unwrap();
 
     assert!(sign_in(&db, "alice", "reset by the admin").await.is_ok());
-    assert_not_found(accounts::set_password(&db, &ctx(), "no-such-user", None, password("whatever it is")).await);
+    assert_not_found(accounts::set_password(&db, &ctx(), "no-such-user", None, password("whatever it is"), None).await);
 }
 
 #[tokio::test]
@@ -188,4 +188,23 @@ async fn no_administrator_is_bootstrapped_once_anyone_has_an_account() {
 
     assert!(result.is_none());
     assert!(matches!(sign_in(&db, "admin", "admin password 1").await, Err(SignInError::BadCredentials)));
+}
+
+#[tokio::test]
+async fn the_last_administrator_through_a_group_cannot_be_removed_either() {
+    let db = fresh_db().await;
+    let root = user(&db, "root", &[Role::Viewer]).await;
+    let spec = |roles: &[Role]| accounts::GroupSpec {
+        name: name("admins"),
+        description: tollgate_workflows::text::Description::parse("d", "").unwrap(),
+        roles: RoleSet::new(roles.iter().copied()),
+    };
+    let admins = accounts::create_group(&db, &ctx(), spec(&[Role::Admin])).await.unwrap();
+    accounts::set_membership(&db, &ctx(), &admins.id, &root.id, true).await.unwrap();
+
+    assert_conflict(accounts::set_membership(&db, &ctx(), &admins.id, &root.id, false).await);
+    assert_conflict(accounts::update_group(&db, &ctx(), &admins.id, spec(&[Role::Viewer])).await);
+    assert_conflict(accounts::delete_group(&db, &ctx(), &admins.id).await);
+    assert_conflict(accounts::update_user(&db, &ctx(), &root.id, disable(&root)).await);
+    assert_eq!(accounts::get_group(&db, &admins.id).await.unwrap().members, vec![root.id.clone()], "nothing changed");
 }
