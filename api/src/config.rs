@@ -233,6 +233,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail fixes the closures' error type.
 mod tests {
     use super::*;
 

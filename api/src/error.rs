@@ -173,6 +173,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Nothing this server names has a NUL in its id, and PostgreSQL cannot even compare one.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::not_found("no such resource"));
+        }
         let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(Path(value))
     }

@@ -24,9 +24,21 @@ pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL refuses text holding NUL (SQLSTATE 22021); SQLite stores it. Either way it is the
+        // caller's input at fault, never the server's.
+        let nul_refused = matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("22021"));
+        if nul_refused {
+            return StoreError::Invalid(ValidationError::new("input", "must not contain NUL characters"));
+        }
+        StoreError::Database(e)
+    }
 }
 
 impl StoreError {

@@ -45,6 +45,9 @@ impl<'de, const MAX: usize> serde::Deserialize<'de> for Text<MAX> {
         if s.chars().count() > MAX {
             return Err(serde::de::Error::custom(format!("must be at most {MAX} characters")));
         }
+        if s.contains('\0') {
+            return Err(serde::de::Error::custom("must not contain NUL characters"));
+        }
         Ok(Text(s))
     }
 }

@@ -73,7 +73,12 @@ async fn every_route_admits_exactly_the_roles_its_document_lists() {
                     resp.body
                 );
             } else {
-                assert_eq!(resp.status, StatusCode::FORBIDDEN, "{role} is not listed for {method} {template}: {}", resp.body);
+                assert_eq!(
+                    resp.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} is not listed for {method} {template}: {}",
+                    resp.body
+                );
                 assert_eq!(resp.error_code(), "forbidden");
             }
             checked += 1;
@@ -123,12 +128,18 @@ async fn a_user_without_roles_can_see_only_themselves() {
 async fn roles_granted_through_a_group_count() {
     let app = spawn_app().await;
     let token = app.user_with_roles("grouped", &["viewer"]).await;
-    assert_eq!(app.post("/api/v1/cis", &token, json!({"kind": "region", "name": "r1"})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.post("/api/v1/cis", &token, json!({"kind": "region", "name": "r1"})).await.status,
+        StatusCode::FORBIDDEN
+    );
     let me = app.get("/api/v1/users/me", &token).await.body;
     let user_id = me["user"]["id"].as_str().unwrap();
     let group = app.post("/api/v1/groups", &app.admin_token, json!({"name": "ops", "roles": ["operator"]})).await;
     let group_id = group.body["id"].as_str().unwrap();
     let r = app.put(&format!("/api/v1/groups/{group_id}/members/{user_id}"), &app.admin_token, json!(null)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(app.post("/api/v1/cis", &token, json!({"kind": "region", "name": "r1"})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post("/api/v1/cis", &token, json!({"kind": "region", "name": "r1"})).await.status,
+        StatusCode::CREATED
+    );
 }

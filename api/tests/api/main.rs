@@ -1,5 +1,11 @@
 //! Integration tests of the Tollgate server: one binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod authz;
+mod bad_input;
+mod cli;
+mod cmdb;
+mod hostile_input;
+mod operational;
 mod support;

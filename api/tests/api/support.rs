@@ -7,6 +7,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tollgate_workflows::accounts::{bootstrap_admin, Password};
+use tollgate_workflows::testing::{fresh_database, TestDatabase};
 use tollgate_workflows::{Clock, Db};
 use tower::ServiceExt;
 
@@ -17,9 +18,8 @@ pub struct TestApp {
     pub router: Router,
     pub db: Db,
     pub admin_token: String,
-    /// Keeps the SQLite folder alive for the test's duration.
-    pub dir: tempfile::TempDir,
-    pub database_url: String,
+    /// The database the app runs on; declared last so the pool closes before a PostgreSQL database is dropped.
+    pub database: TestDatabase,
 }
 
 pub struct TestResponse {
@@ -32,29 +32,59 @@ impl TestResponse {
     /// The `error.code` of an error body, asserting the body has the one error shape.
     pub fn error_code(&self) -> String {
         let e = &self.body["error"];
-        assert!(e["code"].is_string() && e["message"].is_string() && e["details"].is_object(), "not the error shape: {}", self.body);
+        assert!(
+            e["code"].is_string() && e["message"].is_string() && e["details"].is_object(),
+            "not the error shape: {}",
+            self.body
+        );
         e["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Asserts an error response: its status, the one error shape, and its code.
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
+        assert_eq!(self.status, status, "expected {status} {code}, got: {}", self.body);
+        assert_eq!(self.error_code(), code, "{}", self.body);
+        self
+    }
+
+    /// The input field a validation error names (`details.field`).
+    pub fn field(&self) -> Option<&str> {
+        self.body["error"]["details"]["field"].as_str()
+    }
+
+    /// The request id the server stamped on this response.
+    pub fn request_id(&self) -> String {
+        let id = self.headers.get("x-request-id").expect("every response carries x-request-id");
+        id.to_str().unwrap().to_owned()
+    }
+
+    /// The body of a text response (metrics), or the JSON body rendered as text.
+    pub fn text(&self) -> String {
+        match &self.body {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
     }
 }
 
-/// A database URL for a fresh, empty database: a new SQLite file, or a new database on the PostgreSQL
-/// server named by `TEST_DATABASE_URL`.
-pub async fn fresh_database_url(dir: &std::path::Path) -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(server) => tollgate_workflows::testing::fresh_postgres_database(&server).await,
-        Err(_) => format!("sqlite://{}?mode=rwc", dir.join("tollgate.db").display()),
-    }
+/// Percent-encodes `s` for a path segment or a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(dir.path()).await;
-    let db = Db::connect(&database_url, 4, Clock::system()).await.unwrap();
+    let database = fresh_database().await;
+    let db = Db::connect(database.url(), 4, Clock::system()).await.unwrap();
     bootstrap_admin(&db, Some(Password::parse("p", ADMIN_PASSWORD).unwrap())).await.unwrap();
     let config = tollgate_api::config::Config::default();
     let state = tollgate_api::state(&config, db.clone());
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
-    let mut app = TestApp { router, db, admin_token: String::new(), dir, database_url };
+    let mut app = TestApp { router, db, admin_token: String::new(), database };
     app.admin_token = app.sign_in("admin", ADMIN_PASSWORD).await;
     app
 }
@@ -83,9 +113,29 @@ impl TestApp {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         TestResponse { status, headers, body }
+    }
+
+    /// Sends `body` as raw bytes with an optional Content-Type, for input no `Value` can express.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        self.send_raw(req.body(body.into()).unwrap()).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> TestResponse {
@@ -130,6 +180,20 @@ impl TestApp {
         let r = self.post("/api/v1/cis", &self.admin_token, body.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED, "create CI {body}: {}", r.body);
         r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The id of the user `token` belongs to.
+    pub async fn user_id(&self, token: &str) -> String {
+        let r = self.get("/api/v1/users/me", token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["user"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Audit records matching `query` (e.g. `request_id=…`), newest first, read as admin.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/api/v1/audit?{query}"), &self.admin_token).await;
+        assert_eq!(r.status, StatusCode::OK, "audit?{query}: {}", r.body);
+        r.body["items"].as_array().unwrap().clone()
     }
 
     /// The OpenAPI document the server serves.

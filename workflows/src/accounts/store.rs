@@ -523,6 +523,8 @@ pub async fn issue_token(
     request_id: Option<String>,
 ) -> Result<(IssuedToken, Principal), SignInError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+    // No username holds NUL, and PostgreSQL refuses to compare one: such a sign-in is simply wrong.
+    let username = if username.contains('\0') { "" } else { username };
     let row: Option<UserRow> =
         sqlx::query_as(&sql).bind(username).fetch_optional(db.pool()).await.map_err(StoreError::from)?;
     // Unknown users still pay for one hash check, so timing does not reveal which usernames exist.
