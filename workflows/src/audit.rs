@@ -202,18 +202,8 @@ pub async fn list(db: &Db, q: &AuditQuery, page: PageRequest) -> StoreResult<Pag
     if let Some(v) = &q.request_id {
         f.text("request_id", "=", v);
     }
-    let count_sql = format!("SELECT COUNT(*) FROM audit_log{}", f.where_sql());
-    let (total,): (i64,) = sqlx::query_as_with(&count_sql, f.arguments_with(&[])).fetch_one(db.pool()).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_log{} ORDER BY seq DESC LIMIT {} OFFSET {}",
-        f.where_sql(),
-        f.placeholder_after(0),
-        f.placeholder_after(1)
-    );
-    let rows: Vec<AuditRow> = sqlx::query_as_with(&sql, f.arguments_with(&[page.limit_i64(), page.offset_i64()]))
-        .fetch_all(db.pool())
-        .await?;
-    Ok(Page { items: rows.into_iter().map(Into::into).collect(), total, limit: page.limit, offset: page.offset })
+    let rows: Page<AuditRow> = f.page(db.pool(), COLUMNS, "audit_log", "seq DESC", page).await?;
+    Ok(rows.map(AuditRecord::from))
 }
 
 /// What [`verify`] found.

@@ -103,6 +103,24 @@ impl Default for PageRequest {
     }
 }
 
+impl<T> Page<T> {
+    /// The same page with each item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+
+    /// The same page with each item converted, failing on the first that cannot be.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        let items = self.items.into_iter().map(f).collect::<Result<Vec<_>, E>>()?;
+        Ok(Page { items, total: self.total, limit: self.limit, offset: self.offset })
+    }
+}
+
 /// One page of a list, with the total count matching the filters.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {

@@ -147,20 +147,8 @@ pub async fn list_users(db: &Db, q: &UserQuery, page: PageRequest) -> StoreResul
     if let Some(disabled) = q.disabled {
         f.int("disabled", "=", i64::from(disabled));
     }
-    let (total,): (i64,) =
-        sqlx::query_as_with(&format!("SELECT COUNT(*) FROM users{}", f.where_sql()), f.arguments_with(&[]))
-            .fetch_one(db.pool())
-            .await?;
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users{} ORDER BY username LIMIT {} OFFSET {}",
-        f.where_sql(),
-        f.placeholder_after(0),
-        f.placeholder_after(1)
-    );
-    let rows: Vec<UserRow> = sqlx::query_as_with(&sql, f.arguments_with(&[page.limit_i64(), page.offset_i64()]))
-        .fetch_all(db.pool())
-        .await?;
-    Ok(Page { items: rows.into_iter().map(User::from).collect(), total, limit: page.limit, offset: page.offset })
+    let rows: Page<UserRow> = f.page(db.pool(), USER_COLUMNS, "users", "username", page).await?;
+    Ok(rows.map(User::from))
 }
 
 pub async fn update_user(db: &Db, ctx: &AuditContext, id: &str, update: UserUpdate) -> StoreResult<User> {
@@ -340,25 +328,13 @@ pub async fn list_groups(db: &Db, q: Option<&str>, page: PageRequest) -> StoreRe
     if let Some(text) = q {
         f.contains("name", text);
     }
-    let (total,): (i64,) =
-        sqlx::query_as_with(&format!("SELECT COUNT(*) FROM user_groups{}", f.where_sql()), f.arguments_with(&[]))
-            .fetch_one(db.pool())
-            .await?;
-    let sql = format!(
-        "SELECT id FROM user_groups{} ORDER BY name LIMIT {} OFFSET {}",
-        f.where_sql(),
-        f.placeholder_after(0),
-        f.placeholder_after(1)
-    );
-    let ids: Vec<(String,)> = sqlx::query_as_with(&sql, f.arguments_with(&[page.limit_i64(), page.offset_i64()]))
-        .fetch_all(db.pool())
-        .await?;
+    let ids: Page<(String,)> = f.page(db.pool(), "id", "user_groups", "name", page).await?;
     let mut conn = db.pool().acquire().await?;
-    let mut items = Vec::with_capacity(ids.len());
-    for (id,) in ids {
-        items.push(fetch_group(&mut conn, &id).await?);
+    let mut items = Vec::with_capacity(ids.items.len());
+    for (id,) in &ids.items {
+        items.push(fetch_group(&mut conn, id).await?);
     }
-    Ok(Page { items, total, limit: page.limit, offset: page.offset })
+    Ok(Page { items, total: ids.total, limit: ids.limit, offset: ids.offset })
 }
 
 pub async fn create_group(db: &Db, ctx: &AuditContext, spec: GroupSpec) -> StoreResult<Group> {

@@ -136,21 +136,8 @@ pub async fn list_cis(db: &Db, q: &CiQuery, page: PageRequest) -> StoreResult<Pa
     if let Some(text) = &q.q {
         f.contains("name", text);
     }
-    let (total,): (i64,) =
-        sqlx::query_as_with(&format!("SELECT COUNT(*) FROM cis{}", f.where_sql()), f.arguments_with(&[]))
-            .fetch_one(db.pool())
-            .await?;
-    let sql = format!(
-        "SELECT {CI_COLUMNS} FROM cis{} ORDER BY kind, name LIMIT {} OFFSET {}",
-        f.where_sql(),
-        f.placeholder_after(0),
-        f.placeholder_after(1)
-    );
-    let rows: Vec<CiRow> = sqlx::query_as_with(&sql, f.arguments_with(&[page.limit_i64(), page.offset_i64()]))
-        .fetch_all(db.pool())
-        .await?;
-    let items = rows.into_iter().map(Ci::try_from).collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page { items, total, limit: page.limit, offset: page.offset })
+    let rows: Page<CiRow> = f.page(db.pool(), CI_COLUMNS, "cis", "kind, name", page).await?;
+    rows.try_map(Ci::try_from)
 }
 
 /// Checks that a referenced item exists and is of the kind the field needs.
@@ -343,21 +330,8 @@ pub async fn list_relations(db: &Db, q: &RelationQuery, page: PageRequest) -> St
     if let Some(ci) = &q.ci_id {
         f.either("source_id", "target_id", ci.as_str());
     }
-    let where_sql = f.where_sql();
-    let (total,): (i64,) =
-        sqlx::query_as_with(&format!("SELECT COUNT(*) FROM ci_relations{where_sql}"), f.arguments_with(&[]))
-            .fetch_one(db.pool())
-            .await?;
-    let sql = format!(
-        "SELECT {RELATION_COLUMNS} FROM ci_relations{where_sql} ORDER BY created_at, id LIMIT {} OFFSET {}",
-        f.placeholder_after(0),
-        f.placeholder_after(1)
-    );
-    let rows: Vec<RelationRow> = sqlx::query_as_with(&sql, f.arguments_with(&[page.limit_i64(), page.offset_i64()]))
-        .fetch_all(db.pool())
-        .await?;
-    let items = rows.into_iter().map(Relation::try_from).collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page { items, total, limit: page.limit, offset: page.offset })
+    let rows: Page<RelationRow> = f.page(db.pool(), RELATION_COLUMNS, "ci_relations", "created_at, id", page).await?;
+    rows.try_map(Relation::try_from)
 }
 
 pub async fn get_relation(db: &Db, id: &str) -> StoreResult<Relation> {

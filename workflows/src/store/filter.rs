@@ -1,7 +1,9 @@
 //! A WHERE clause built from fixed fragments, with every value bound as a `$n` parameter.
 
-use sqlx::any::AnyArguments;
-use sqlx::Arguments;
+use crate::error::StoreResult;
+use crate::text::{Page, PageRequest};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{AnyPool, Arguments, FromRow};
 
 /// A bound value.
 #[derive(Debug, Clone)]
@@ -71,13 +73,35 @@ impl Filter {
         }
     }
 
-    /// Placeholder for the next value appended with [`Filter::arguments_with`].
-    pub fn placeholder_after(&self, extra: usize) -> String {
-        format!("${}", self.values.len() + 1 + extra)
+    /// One page of `SELECT {columns} FROM {from}` under this filter, in `order_by` order, with the total
+    /// count of matches. `columns`, `from` and `order_by` are store-written SQL; every value is bound.
+    pub async fn page<R>(
+        &self,
+        pool: &AnyPool,
+        columns: &str,
+        from: &str,
+        order_by: &str,
+        page: PageRequest,
+    ) -> StoreResult<Page<R>>
+    where
+        R: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let where_sql = self.where_sql();
+        let (total,): (i64,) =
+            sqlx::query_as_with(&format!("SELECT COUNT(*) FROM {from}{where_sql}"), self.arguments_with(&[]))
+                .fetch_one(pool)
+                .await?;
+        let n = self.values.len();
+        let sql =
+            format!("SELECT {columns} FROM {from}{where_sql} ORDER BY {order_by} LIMIT ${} OFFSET ${}", n + 1, n + 2);
+        let items: Vec<R> = sqlx::query_as_with(&sql, self.arguments_with(&[page.limit_i64(), page.offset_i64()]))
+            .fetch_all(pool)
+            .await?;
+        Ok(Page { items, total, limit: page.limit, offset: page.offset })
     }
 
     /// The bound values, followed by `tail` (for LIMIT and OFFSET).
-    pub fn arguments_with(&self, tail: &[i64]) -> AnyArguments<'static> {
+    fn arguments_with(&self, tail: &[i64]) -> AnyArguments<'static> {
         let mut args = AnyArguments::default();
         for v in &self.values {
             // Adding a plain integer or string to AnyArguments cannot fail.
