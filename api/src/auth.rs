@@ -26,6 +26,8 @@ pub struct ReadAccounts;
 pub struct ManageAccounts;
 /// Read the audit log.
 pub struct ReadAudit;
+/// Upload process definitions.
+pub struct ManageProcesses;
 
 impl Permission for SignedIn {
     const ROLES: Option<&'static [Role]> = None;
@@ -42,6 +44,9 @@ impl Permission for ReadAccounts {
 }
 impl Permission for ManageAccounts {
     const ROLES: Option<&'static [Role]> = Some(&[]);
+}
+impl Permission for ManageProcesses {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
 }
 impl Permission for ReadAudit {
     const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);

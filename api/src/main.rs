@@ -137,6 +137,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .transpose()?;
     let password_set_by_config = bootstrap.is_some();
     let created = bootstrap_admin(&db, bootstrap).await.context("cannot create the first administrator")?;
+    let seeded = tollgate_workflows::process::seed_defaults(&db).await.context("cannot store the default processes")?;
+    if seeded > 0 {
+        tracing::info!(seeded, "stored the default process definitions");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

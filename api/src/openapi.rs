@@ -20,6 +20,7 @@ use utoipa::OpenApi as _;
         (name = "auth", description = "Bearer tokens"),
         (name = "accounts", description = "Users and groups"),
         (name = "cmdb", description = "Configuration items, relations and impact"),
+        (name = "processes", description = "Process definitions, versioned"),
         (name = "audit", description = "The hash-chained audit log"),
     )
 )]

@@ -10,6 +10,7 @@
 //! - [`audit`] — audit records, their hash chain and its verification.
 //! - [`accounts`] — users, groups, roles, passwords and bearer tokens.
 //! - [`cmdb`] — configuration items, relations and the impact walk.
+//! - [`process`] — process definitions as versioned data, and the engine that fires their transitions.
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
 //! - [`error`] — domain and store errors.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod clock;
 pub mod cmdb;
 pub mod error;
+pub mod process;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,6 +4,7 @@ mod audit;
 mod cis;
 mod groups;
 mod health;
+mod processes;
 mod relations;
 mod tokens;
 mod users;
@@ -21,6 +22,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(cis::routes())
         .merge(relations::routes())
+        .merge(processes::routes())
         .merge(audit::routes())
 }
 

@@ -191,6 +191,7 @@ async fn audit_verify_passes_a_log_written_through_the_api() {
     let ran = run(&mut tollgate(&["audit", "verify", "--database-url", app.database.url()]), LIMIT);
 
     assert_eq!(ran.code, Some(0), "stdout: {} stderr: {}", ran.stdout, ran.stderr);
-    // The admin's creation and sign-in, the region, val's creation and sign-in.
-    assert_eq!(ran.stdout.trim(), "audit log intact: 5 records verified");
+    // The admin's creation, the four shipped processes, the admin's sign-in, the region, val's creation
+    // and sign-in.
+    assert_eq!(ran.stdout.trim(), "audit log intact: 9 records verified");
 }

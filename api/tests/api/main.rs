@@ -8,4 +8,5 @@ mod cli;
 mod cmdb;
 mod hostile_input;
 mod operational;
+mod processes;
 mod support;

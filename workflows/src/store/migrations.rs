@@ -31,9 +31,14 @@ impl Engine {
 }
 
 /// (version, description, SQL) for each engine. Append only: a released migration never changes.
-pub(crate) const SQLITE: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
-pub(crate) const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "processes", include_str!("../../migrations/sqlite/0002_processes.sql")),
+];
+pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "processes", include_str!("../../migrations/postgres/0002_processes.sql")),
+];
 
 /// The migrator for `engine`.
 pub fn migrations_for(engine: Engine) -> Migrator {

@@ -21,6 +21,7 @@ mod audit_records;
 mod cis;
 mod groups;
 mod impact;
+mod processes;
 mod relations;
 mod search;
 mod support;
