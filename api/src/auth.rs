@@ -28,6 +28,10 @@ pub struct ManageAccounts;
 pub struct ReadAudit;
 /// Upload process definitions.
 pub struct ManageProcesses;
+/// Report incidents.
+pub struct ReportIncidents;
+/// Edit incidents' details.
+pub struct ManageIncidents;
 
 impl Permission for SignedIn {
     const ROLES: Option<&'static [Role]> = None;
@@ -44,6 +48,12 @@ impl Permission for ReadAccounts {
 }
 impl Permission for ManageAccounts {
     const ROLES: Option<&'static [Role]> = Some(&[]);
+}
+impl Permission for ReportIncidents {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Requester, Role::Operator, Role::ChangeManager]);
+}
+impl Permission for ManageIncidents {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Operator, Role::ChangeManager]);
 }
 impl Permission for ManageProcesses {
     const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);

@@ -16,6 +16,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub incident: IncidentConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
 }
@@ -70,6 +71,42 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig { token_ttl_secs: 12 * 3600, max_token_ttl_secs: 30 * 24 * 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentConfig {
+    /// Priority 1–5 by impact (rows high→low) and urgency (columns high→low).
+    pub priority_matrix: [[u8; 3]; 3],
+    /// Response targets of priorities 1–5.
+    pub response_secs: [i64; 5],
+    /// Resolution targets of priorities 1–5.
+    pub resolution_secs: [i64; 5],
+    /// Interval of the SLA breach check.
+    pub sla_check_interval_secs: u64,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            priority_matrix: [[1, 2, 3], [2, 3, 4], [3, 4, 5]],
+            response_secs: [900, 1800, 14400, 28800, 86400],
+            resolution_secs: [14400, 28800, 86400, 259200, 604800],
+            sla_check_interval_secs: 30,
+        }
+    }
+}
+
+impl IncidentConfig {
+    /// The domain policy these values describe.
+    pub fn policy(&self) -> Result<tollgate_workflows::incident::IncidentPolicy, ConfigError> {
+        tollgate_workflows::incident::IncidentPolicy::new(
+            self.priority_matrix,
+            self.response_secs,
+            self.resolution_secs,
+        )
+        .map_err(|e| ConfigError::Invalid(format!("incident.{}: {}", e.field, e.message)))
     }
 }
 
@@ -208,6 +245,10 @@ impl Config {
         }
         if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > self.auth.max_token_ttl_secs {
             return bad("auth.token_ttl_secs", "must be between 1 and auth.max_token_ttl_secs");
+        }
+        self.incident.policy()?;
+        if self.incident.sla_check_interval_secs == 0 {
+            return bad("incident.sla_check_interval_secs", "must be at least 1");
         }
         if let Some(p) = &self.bootstrap.admin_password {
             if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {

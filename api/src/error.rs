@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tollgate_workflows::process::{Guard, TransitionError};
 use tollgate_workflows::StoreError;
 
 /// The body of every error response.
@@ -102,8 +103,39 @@ impl From<StoreError> for ApiError {
                 .with_details(json!({ "entity": entity, "id": id })),
             StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(v) => ApiError::validation(&v.field, v.message),
+            StoreError::Transition(t) => t.into(),
             StoreError::Database(e) => ApiError::internal(&e),
             StoreError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<TransitionError> for ApiError {
+    fn from(t: TransitionError) -> Self {
+        let message = t.to_string();
+        match t {
+            TransitionError::UnknownEvent { event, .. } => {
+                ApiError::validation("event", format!("{event} is not an event of this process"))
+            }
+            TransitionError::NotAllowed { event, from } => {
+                ApiError::new(StatusCode::CONFLICT, "transition_not_allowed", message)
+                    .with_details(json!({ "event": event, "state": from }))
+            }
+            TransitionError::RoleRequired { roles, .. } => ApiError::forbidden(message).with_details(
+                json!({ "required_roles": roles.iter().map(|r| r.as_str()).chain(["admin"]).collect::<Vec<_>>() }),
+            ),
+            TransitionError::SystemOnly { .. } => ApiError::forbidden(message),
+            // Guards the request itself can satisfy are input problems; the others are the record's state.
+            TransitionError::GuardFailed { guard: Guard::CommentGiven, reason, .. } => {
+                ApiError::validation("comment", reason)
+            }
+            TransitionError::GuardFailed { guard: Guard::AssigneeSet, reason, .. } => {
+                ApiError::validation("assignee_id", reason)
+            }
+            TransitionError::GuardFailed { guard, reason, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "guard_failed", message)
+                    .with_details(json!({ "guard": guard, "reason": reason }))
+            }
         }
     }
 }

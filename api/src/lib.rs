@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`config`] — defaults → TOML file → environment → flags.
 //! - [`auth`] — bearer-token authentication and per-route permissions as extractors.
+//! - [`background`] — loops that run beside the API (SLA breach checks).
 //! - [`error`] — the one error shape, and extractors that use it for malformed input.
 //! - [`routes`] — one module per resource, each with its `routes()`.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
@@ -16,6 +17,7 @@
 //! - [`telemetry`] — logging setup.
 
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -57,7 +59,10 @@ pub async fn open_store(config: &Config, clock: Clock) -> anyhow::Result<Db> {
 
 /// The application state for `config` over an open store.
 pub fn state(config: &Config, db: Db) -> AppState {
+    // `Config::load` validated the policy; a default-constructed config holds the default policy.
+    let incidents = config.incident.policy().unwrap_or_default();
     AppState {
+        incidents: Arc::new(incidents),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {

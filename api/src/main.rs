@@ -149,8 +149,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     tracing::info!(%addr, engine = db.engine().name(), "serving");
-    tollgate_api::serve(listener, router, shutdown_signal(), Duration::from_secs(config.server.shutdown_grace_secs))
-        .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sla_checks = tollgate_api::background::spawn_sla_checks(
+        db.clone(),
+        Duration::from_secs(config.incident.sla_check_interval_secs),
+        stop_rx,
+    );
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    tollgate_api::serve(listener, router, shutdown, Duration::from_secs(config.server.shutdown_grace_secs)).await?;
+    let _ = sla_checks.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -3,6 +3,7 @@
 use crate::metrics::Metrics;
 use axum::extract::FromRef;
 use std::sync::Arc;
+use tollgate_workflows::incident::IncidentPolicy;
 use tollgate_workflows::Db;
 
 /// Token lifetimes, from the `[auth]` section.
@@ -17,6 +18,13 @@ pub struct AppState {
     pub db: Db,
     pub metrics: Arc<Metrics>,
     pub tokens: TokenPolicy,
+    pub incidents: Arc<IncidentPolicy>,
+}
+
+impl FromRef<AppState> for Arc<IncidentPolicy> {
+    fn from_ref(state: &AppState) -> Arc<IncidentPolicy> {
+        state.incidents.clone()
+    }
 }
 
 impl FromRef<AppState> for Db {

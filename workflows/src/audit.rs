@@ -186,6 +186,15 @@ pub struct AuditQuery {
 
 /// Audit records matching `q`, newest first.
 pub async fn list(db: &Db, q: &AuditQuery, page: PageRequest) -> StoreResult<Page<AuditRecord>> {
+    list_ordered(db, q, page, "seq DESC").await
+}
+
+/// Audit records matching `q`, oldest first: a record's history in the order it happened.
+pub async fn list_oldest_first(db: &Db, q: &AuditQuery, page: PageRequest) -> StoreResult<Page<AuditRecord>> {
+    list_ordered(db, q, page, "seq").await
+}
+
+async fn list_ordered(db: &Db, q: &AuditQuery, page: PageRequest, order: &str) -> StoreResult<Page<AuditRecord>> {
     let mut f = Filter::new();
     if let Some(v) = &q.entity_type {
         f.text("entity_type", "=", v);
@@ -202,7 +211,7 @@ pub async fn list(db: &Db, q: &AuditQuery, page: PageRequest) -> StoreResult<Pag
     if let Some(v) = &q.request_id {
         f.text("request_id", "=", v);
     }
-    let rows: Page<AuditRow> = f.page(db.pool(), COLUMNS, "audit_log", "seq DESC", page).await?;
+    let rows: Page<AuditRow> = f.page(db.pool(), COLUMNS, "audit_log", order, page).await?;
     Ok(rows.map(AuditRecord::from))
 }
 

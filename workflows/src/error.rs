@@ -23,6 +23,9 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A process refused an event: unknown, not allowed from the current state, wrong role, or a guard.
+    #[error(transparent)]
+    Transition(#[from] crate::process::TransitionError),
     #[error("database error")]
     Database(sqlx::Error),
     #[error("{0}")]

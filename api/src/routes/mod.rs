@@ -4,6 +4,7 @@ mod audit;
 mod cis;
 mod groups;
 mod health;
+mod incidents;
 mod processes;
 mod relations;
 mod tokens;
@@ -23,6 +24,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(cis::routes())
         .merge(relations::routes())
         .merge(processes::routes())
+        .merge(incidents::routes())
         .merge(audit::routes())
 }
 

@@ -6,7 +6,7 @@ use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult};
 use crate::store::{AuditContext, Db};
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 use time::OffsetDateTime;
 
 /// A definition as stored: one version of one process.
@@ -51,12 +51,29 @@ const COLUMNS: &str = "name, version, body, created_at, created_by";
 
 /// The latest version of `name`, or the given `version`.
 pub async fn get_definition(db: &Db, name: &str, version: Option<i64>) -> StoreResult<StoredDefinition> {
+    let mut conn = db.pool().acquire().await?;
+    get_definition_in(&mut conn, name, version).await
+}
+
+/// [`get_definition`] on a given connection, e.g. inside a write transaction.
+pub async fn get_definition_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: Option<i64>,
+) -> StoreResult<StoredDefinition> {
+    let label = match version {
+        Some(v) => format!("{name} version {v}"),
+        None => name.to_owned(),
+    };
+    if name.contains('\0') {
+        return Err(StoreError::not_found("process", label));
+    }
     let row: Option<DefinitionRow> = match version {
         Some(v) => {
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM process_definitions WHERE name = $1 AND version = $2"))
                 .bind(name)
                 .bind(v)
-                .fetch_optional(db.pool())
+                .fetch_optional(conn)
                 .await?
         }
         None => {
@@ -64,13 +81,9 @@ pub async fn get_definition(db: &Db, name: &str, version: Option<i64>) -> StoreR
                 "SELECT {COLUMNS} FROM process_definitions WHERE name = $1 ORDER BY version DESC LIMIT 1"
             ))
             .bind(name)
-            .fetch_optional(db.pool())
+            .fetch_optional(conn)
             .await?
         }
-    };
-    let label = match version {
-        Some(v) => format!("{name} version {v}"),
-        None => name.to_owned(),
     };
     row.map(StoredDefinition::try_from).transpose()?.ok_or_else(|| StoreError::not_found("process", label))
 }

@@ -43,6 +43,12 @@ impl Filter {
         self
     }
 
+    /// A condition with no value, written by the store (e.g. `resolved_at IS NULL`).
+    pub fn raw(&mut self, clause: &'static str) -> &mut Self {
+        self.clauses.push(clause.to_owned());
+        self
+    }
+
     /// `(a = $n OR b = $n)`: the value at either of two columns.
     pub fn either(&mut self, a: &'static str, b: &'static str, value: impl Into<String>) -> &mut Self {
         let p = self.next_placeholder();
