@@ -26,7 +26,7 @@ pub struct ReadAccounts;
 pub struct ManageAccounts;
 /// Read the audit log.
 pub struct ReadAudit;
-/// Upload process definitions.
+/// Run the change process: upload process definitions, keep freeze windows.
 pub struct ManageProcesses;
 /// Report incidents.
 pub struct ReportIncidents;

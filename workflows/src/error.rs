@@ -40,6 +40,10 @@ impl From<sqlx::Error> for StoreError {
         if nul_refused {
             return StoreError::Invalid(ValidationError::new("input", "must not contain NUL characters"));
         }
+        // A last line of defence: callers check references with a clearer message first.
+        if matches!(&e, sqlx::Error::Database(db) if db.is_foreign_key_violation()) {
+            return StoreError::Conflict("it is still referenced by other records".to_owned());
+        }
         StoreError::Database(e)
     }
 }

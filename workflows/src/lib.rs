@@ -11,6 +11,7 @@
 //! - [`accounts`] — users, groups, roles, passwords and bearer tokens.
 //! - [`cmdb`] — configuration items, relations and the impact walk.
 //! - [`process`] — process definitions as versioned data, and the engine that fires their transitions.
+//! - [`freeze`] — freeze (blackout) windows and what they cover.
 //! - [`incident`] — incidents: priority matrix, SLA clocks and escalation, dedup, their process.
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod clock;
 pub mod cmdb;
 pub mod error;
+pub mod freeze;
 pub mod incident;
 pub mod process;
 pub mod store;

@@ -2,6 +2,7 @@
 
 mod audit;
 mod cis;
+mod freeze_windows;
 mod groups;
 mod health;
 mod incidents;
@@ -25,6 +26,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(relations::routes())
         .merge(processes::routes())
         .merge(incidents::routes())
+        .merge(freeze_windows::routes())
         .merge(audit::routes())
 }
 

@@ -6,6 +6,7 @@ mod authz;
 mod bad_input;
 mod cli;
 mod cmdb;
+mod freezes;
 mod hostile_input;
 mod operational;
 mod processes;

@@ -257,6 +257,16 @@ pub async fn delete_ci(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<()>
             before.kind, before.name
         )));
     }
+    let (freezes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM freeze_windows WHERE scope_ci_id = $1")
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+    if freezes > 0 {
+        return Err(StoreError::Conflict(format!(
+            "{} {} is the scope of {freezes} freeze window(s): delete or move them first",
+            before.kind, before.name
+        )));
+    }
     let relations = relations_of(tx.conn(), id).await?;
     sqlx::query("DELETE FROM ci_relations WHERE source_id = $1 OR target_id = $1").bind(id).execute(tx.conn()).await?;
     sqlx::query("DELETE FROM cis WHERE id = $1").bind(id).execute(tx.conn()).await?;

@@ -35,11 +35,13 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "processes", include_str!("../../migrations/sqlite/0002_processes.sql")),
     (3, "incidents", include_str!("../../migrations/sqlite/0003_incidents.sql")),
+    (4, "freeze_windows", include_str!("../../migrations/sqlite/0004_freeze_windows.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "processes", include_str!("../../migrations/postgres/0002_processes.sql")),
     (3, "incidents", include_str!("../../migrations/postgres/0003_incidents.sql")),
+    (4, "freeze_windows", include_str!("../../migrations/postgres/0004_freeze_windows.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -19,6 +19,7 @@
 mod audit_chain;
 mod audit_records;
 mod cis;
+mod freezes;
 mod groups;
 mod impact;
 mod processes;

@@ -1,0 +1,272 @@
+//! Freeze (blackout) windows: spans of time in which no normal or standard change may be scheduled or run
+//! on the CIs a window covers. A window is scoped to a region, data centre, cluster or service and covers it,
+//! everything contained in it, and the VMs that belong to it.
+
+use crate::clock::{from_millis, to_millis};
+use crate::cmdb::{fetch_ci, CiKind};
+use crate::error::{StoreError, StoreResult, ValidationError};
+use crate::store::{AuditContext, Db, Filter};
+use crate::text::{Description, Name, Page, PageRequest};
+use serde::Serialize;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments, FromRow};
+use std::collections::BTreeSet;
+use time::OffsetDateTime;
+
+/// The longest freeze a window may declare.
+pub const MAX_DURATION: time::Duration = time::Duration::days(366);
+
+/// A freeze window as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FreezeWindow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The region, data centre, cluster or service it covers.
+    pub scope_ci_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: OffsetDateTime,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub revision: i64,
+}
+
+#[derive(FromRow)]
+struct FreezeRow {
+    id: String,
+    name: String,
+    description: String,
+    scope_ci_id: String,
+    starts_at: i64,
+    ends_at: i64,
+    created_by: String,
+    created_at: i64,
+    updated_at: i64,
+    revision: i64,
+}
+
+impl From<FreezeRow> for FreezeWindow {
+    fn from(r: FreezeRow) -> Self {
+        FreezeWindow {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            scope_ci_id: r.scope_ci_id,
+            starts_at: from_millis(r.starts_at),
+            ends_at: from_millis(r.ends_at),
+            created_by: r.created_by,
+            created_at: from_millis(r.created_at),
+            updated_at: from_millis(r.updated_at),
+            revision: r.revision,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, description, scope_ci_id, starts_at, ends_at, created_by, created_at, updated_at, revision";
+
+/// A span of time: start before end, at most [`MAX_DURATION`] long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: OffsetDateTime,
+    pub end: OffsetDateTime,
+}
+
+impl Window {
+    pub fn new(start: OffsetDateTime, end: OffsetDateTime) -> Result<Window, ValidationError> {
+        if end <= start {
+            return Err(ValidationError::new("ends_at", "must be after starts_at"));
+        }
+        if end - start > MAX_DURATION {
+            return Err(ValidationError::new("ends_at", "a window lasts at most 366 days"));
+        }
+        Ok(Window { start, end })
+    }
+}
+
+/// A freeze window as submitted, checked.
+#[derive(Debug, Clone)]
+pub struct FreezeSpec {
+    pub name: Name,
+    pub description: Description,
+    pub scope_ci_id: String,
+    pub window: Window,
+}
+
+async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<FreezeWindow> {
+    if id.contains('\0') {
+        return Err(StoreError::not_found("freeze window", id));
+    }
+    let row: Option<FreezeRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM freeze_windows WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(FreezeWindow::from).ok_or_else(|| StoreError::not_found("freeze window", id))
+}
+
+pub async fn get_freeze(db: &Db, id: &str) -> StoreResult<FreezeWindow> {
+    let mut conn = db.pool().acquire().await?;
+    fetch(&mut conn, id).await
+}
+
+async fn check_scope(conn: &mut AnyConnection, id: &str) -> StoreResult<()> {
+    match fetch_ci(conn, id).await? {
+        Some(ci) if matches!(ci.kind, CiKind::Region | CiKind::Datacenter | CiKind::Cluster | CiKind::Service) => {
+            Ok(())
+        }
+        Some(ci) => Err(ValidationError::new(
+            "scope_ci_id",
+            format!("{id} is a {}; a freeze covers a region, datacenter, cluster or service", ci.kind),
+        )
+        .into()),
+        None => Err(ValidationError::new("scope_ci_id", format!("no CI has id {id}")).into()),
+    }
+}
+
+pub async fn create_freeze(db: &Db, ctx: &AuditContext, spec: FreezeSpec) -> StoreResult<FreezeWindow> {
+    let mut tx = db.write(ctx).await?;
+    check_scope(tx.conn(), &spec.scope_ci_id).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = to_millis(tx.now());
+    sqlx::query(&format!("INSERT INTO freeze_windows ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)"))
+        .bind(&id)
+        .bind(spec.name.as_str())
+        .bind(spec.description.as_str())
+        .bind(&spec.scope_ci_id)
+        .bind(to_millis(spec.window.start))
+        .bind(to_millis(spec.window.end))
+        .bind(&ctx.actor)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    let created = fetch(tx.conn(), &id).await?;
+    tx.audit("freeze.create", "freeze_window", &id, None::<&FreezeWindow>, Some(&created)).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+pub async fn update_freeze(
+    db: &Db,
+    ctx: &AuditContext,
+    id: &str,
+    spec: FreezeSpec,
+    expected_revision: Option<i64>,
+) -> StoreResult<FreezeWindow> {
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    if let Some(expected) = expected_revision.filter(|e| *e != before.revision) {
+        return Err(StoreError::Conflict(format!(
+            "freeze window {id} is at revision {}, not {expected}: reload it and apply your edit again",
+            before.revision
+        )));
+    }
+    check_scope(tx.conn(), &spec.scope_ci_id).await?;
+    sqlx::query(
+        "UPDATE freeze_windows SET name = $1, description = $2, scope_ci_id = $3, starts_at = $4, ends_at = $5, \
+         updated_at = $6, revision = revision + 1 WHERE id = $7",
+    )
+    .bind(spec.name.as_str())
+    .bind(spec.description.as_str())
+    .bind(&spec.scope_ci_id)
+    .bind(to_millis(spec.window.start))
+    .bind(to_millis(spec.window.end))
+    .bind(to_millis(tx.now()))
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    let after = fetch(tx.conn(), id).await?;
+    tx.audit("freeze.update", "freeze_window", id, Some(&before), Some(&after)).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+pub async fn delete_freeze(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<()> {
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    sqlx::query("DELETE FROM freeze_windows WHERE id = $1").bind(id).execute(tx.conn()).await?;
+    tx.audit("freeze.delete", "freeze_window", id, Some(&before), None::<&FreezeWindow>).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Filters for [`list_freezes`].
+#[derive(Debug, Clone, Default)]
+pub struct FreezeQuery {
+    pub scope_ci_id: Option<String>,
+    /// Only windows that overlap this span.
+    pub overlapping: Option<Window>,
+}
+
+/// Freeze windows matching `q`, earliest first.
+pub async fn list_freezes(db: &Db, q: &FreezeQuery, page: PageRequest) -> StoreResult<Page<FreezeWindow>> {
+    let mut f = Filter::new();
+    if let Some(scope) = &q.scope_ci_id {
+        f.text("scope_ci_id", "=", scope);
+    }
+    if let Some(w) = q.overlapping {
+        f.int("starts_at", "<", to_millis(w.end));
+        f.int("ends_at", ">", to_millis(w.start));
+    }
+    let rows: Page<FreezeRow> = f.page(db.pool(), COLUMNS, "freeze_windows", "starts_at, id", page).await?;
+    Ok(rows.map(FreezeWindow::from))
+}
+
+/// The scopes that cover a CI: itself, everything that contains it, and the service it belongs to.
+async fn scopes_of(conn: &mut AnyConnection, ci_id: &str, into: &mut BTreeSet<String>) -> StoreResult<()> {
+    let mut next = Some(ci_id.to_owned());
+    // Containment is at most region ⊃ datacenter ⊃ cluster ⊃ host ⊃ VM; the bound guards bad data.
+    for _ in 0..8 {
+        let Some(id) = next.take() else { break };
+        let Some(ci) = fetch_ci(conn, &id).await? else { break };
+        into.insert(ci.id.clone());
+        if let Some(service) = ci.service_id {
+            into.insert(service);
+        }
+        next = ci.parent_id;
+    }
+    Ok(())
+}
+
+/// The freeze windows that cover any of `ci_ids` at any moment of `window`, earliest first.
+pub async fn freezes_covering(
+    conn: &mut AnyConnection,
+    ci_ids: &[String],
+    window: Window,
+) -> StoreResult<Vec<FreezeWindow>> {
+    let mut scopes = BTreeSet::new();
+    for ci in ci_ids {
+        scopes_of(conn, ci, &mut scopes).await?;
+    }
+    if scopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = AnyArguments::default();
+    let _ = args.add(to_millis(window.end));
+    let _ = args.add(to_millis(window.start));
+    let placeholders: Vec<String> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let _ = args.add(s.clone());
+            format!("${}", i + 3)
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM freeze_windows WHERE starts_at < $1 AND ends_at > $2 AND scope_ci_id IN ({}) \
+         ORDER BY starts_at, id",
+        placeholders.join(", ")
+    );
+    let rows: Vec<FreezeRow> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(FreezeWindow::from).collect())
+}
+
+/// [`freezes_covering`] on a pooled connection.
+pub async fn check_frozen(db: &Db, ci_ids: &[String], window: Window) -> StoreResult<Vec<FreezeWindow>> {
+    let mut conn = db.pool().acquire().await?;
+    freezes_covering(&mut conn, ci_ids, window).await
+}
