@@ -28,6 +28,10 @@ pub struct ManageAccounts;
 pub struct ReadAudit;
 /// Run the change process: upload process definitions, keep freeze windows.
 pub struct ManageProcesses;
+/// Request changes.
+pub struct RequestChanges;
+/// Vote on changes.
+pub struct ApproveChanges;
 /// Report incidents.
 pub struct ReportIncidents;
 /// Edit incidents' details.
@@ -48,6 +52,12 @@ impl Permission for ReadAccounts {
 }
 impl Permission for ManageAccounts {
     const ROLES: Option<&'static [Role]> = Some(&[]);
+}
+impl Permission for RequestChanges {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Requester, Role::Operator, Role::ChangeManager]);
+}
+impl Permission for ApproveChanges {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Approver, Role::ChangeManager]);
 }
 impl Permission for ReportIncidents {
     const ROLES: Option<&'static [Role]> = Some(&[Role::Requester, Role::Operator, Role::ChangeManager]);

@@ -1,14 +1,15 @@
-//! Loops that run beside the API. Each waits on its tick or on shutdown; a failed round is logged and the
+//! Loops that run beside the API: SLA and approval timers. Each waits on its tick or on shutdown; a failed round is logged and the
 //! loop goes on.
 
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tollgate_workflows::incident;
 use tollgate_workflows::Db;
+use tollgate_workflows::{approval, incident};
 
-/// Checks running incidents for SLA breaches every `interval`, escalating first breaches.
-pub fn spawn_sla_checks(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Every `interval`: checks running incidents for SLA breaches (escalating first breaches) and approval
+/// stages for timeouts.
+pub fn spawn_timers(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -24,6 +25,11 @@ pub fn spawn_sla_checks(db: Db, interval: Duration, mut shutdown: watch::Receive
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "SLA check failed; retrying next round"),
+            }
+            match approval::sweep_timeouts(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(stages = n, "approval stages timed out"),
+                Err(e) => tracing::warn!(error = %e, "approval timeout check failed; retrying next round"),
             }
         }
     })

@@ -102,6 +102,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { entity, id } => ApiError::not_found(format!("{entity} {id} not found"))
                 .with_details(json!({ "entity": entity, "id": id })),
             StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Forbidden(message) => ApiError::forbidden(message),
             StoreError::Invalid(v) => ApiError::validation(&v.field, v.message),
             StoreError::Transition(t) => t.into(),
             StoreError::Database(e) => ApiError::internal(&e),

@@ -141,6 +141,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if seeded > 0 {
         tracing::info!(seeded, "stored the default process definitions");
     }
+    let (groups, policies) =
+        tollgate_workflows::approval::seed_defaults(&db).await.context("cannot store the default approval policies")?;
+    if groups + policies > 0 {
+        tracing::info!(groups, policies, "stored the default approval groups and policies");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -150,7 +155,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     tracing::info!(%addr, engine = db.engine().name(), "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sla_checks = tollgate_api::background::spawn_sla_checks(
+    let timers = tollgate_api::background::spawn_timers(
         db.clone(),
         Duration::from_secs(config.incident.sla_check_interval_secs),
         stop_rx,
@@ -160,7 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     tollgate_api::serve(listener, router, shutdown, Duration::from_secs(config.server.shutdown_grace_secs)).await?;
-    let _ = sla_checks.await;
+    let _ = timers.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -21,7 +21,8 @@ use utoipa::OpenApi as _;
         (name = "accounts", description = "Users and groups"),
         (name = "cmdb", description = "Configuration items, relations and impact"),
         (name = "processes", description = "Process definitions, versioned"),
-        (name = "changes", description = "Change management: freeze windows"),
+        (name = "changes", description = "Changes: typed plans, risk, conflicts, freeze windows, lifecycle"),
+        (name = "approvals", description = "Votes, approval policies and delegation"),
         (name = "incidents", description = "Incidents, their SLA clocks and their process"),
         (name = "audit", description = "The hash-chained audit log"),
     )

@@ -21,6 +21,9 @@ pub enum StoreError {
     NotFound { entity: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// The actor may not do this to this record (e.g. approve their own change).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// A process refused an event: unknown, not allowed from the current state, wrong role, or a guard.

@@ -7,10 +7,12 @@
 //!
 //! Layout:
 //! - [`store`] — the database on SQLite or PostgreSQL, migrations, audited write transactions.
+//! - [`approval`] — approval policies, rounds, votes, separation of duties and delegation.
 //! - [`audit`] — audit records, their hash chain and its verification.
 //! - [`accounts`] — users, groups, roles, passwords and bearer tokens.
 //! - [`cmdb`] — configuration items, relations and the impact walk.
 //! - [`process`] — process definitions as versioned data, and the engine that fires their transitions.
+//! - [`change`] — changes: typed plans, rollback, risk, conflicts and their lifecycle.
 //! - [`freeze`] — freeze (blackout) windows and what they cover.
 //! - [`incident`] — incidents: priority matrix, SLA clocks and escalation, dedup, their process.
 //! - [`clock`] — injected time.
@@ -19,7 +21,9 @@
 //! - `testing` — helpers for test suites (feature `testing`).
 
 pub mod accounts;
+pub mod approval;
 pub mod audit;
+pub mod change;
 pub mod clock;
 pub mod cmdb;
 pub mod error;

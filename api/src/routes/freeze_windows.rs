@@ -52,13 +52,18 @@ async fn list_freezes(
     Query(q): Query<FreezeListQuery>,
 ) -> ApiResult<Json<Page<FreezeWindow>>> {
     let page = page(q.limit, q.offset)?;
-    let overlapping = match (q.from, q.to) {
-        (Some(from), Some(to)) => Some(Window::new(from, to).map_err(|e| ApiError::validation("to", e.message))?),
-        (None, None) => None,
-        _ => return Err(ApiError::validation("to", "give both from and to, or neither")),
-    };
+    let overlapping = span(q.from, q.to)?;
     let query = FreezeQuery { scope_ci_id: q.scope_ci_id.map(Text::into_inner), overlapping };
     Ok(Json(freeze::list_freezes(&db, &query, page).await?))
+}
+
+/// The span `from`/`to` query parameters name: both or neither.
+pub(crate) fn span(from: Option<OffsetDateTime>, to: Option<OffsetDateTime>) -> Result<Option<Window>, ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) => Ok(Some(Window::new(from, to).map_err(|e| ApiError::validation("to", e.message))?)),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::validation("to", "give both from and to, or neither")),
+    }
 }
 
 /// A freeze window as submitted.

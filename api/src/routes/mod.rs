@@ -1,6 +1,8 @@
 //! Every route, grouped by resource; each module exposes `routes()` and the router merges them.
 
+mod approvals;
 mod audit;
+mod changes;
 mod cis;
 mod freeze_windows;
 mod groups;
@@ -27,6 +29,8 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(processes::routes())
         .merge(incidents::routes())
         .merge(freeze_windows::routes())
+        .merge(changes::routes())
+        .merge(approvals::routes())
         .merge(audit::routes())
 }
 

@@ -186,12 +186,12 @@ async fn audit_verify_passes_a_log_written_through_the_api() {
     let app = crate::support::spawn_app().await;
     app.ci(serde_json::json!({"kind": "region", "name": "eu"})).await;
     app.user_with_roles("val", &["viewer"]).await;
+    let written = tollgate_workflows::audit::count(&app.db).await.unwrap();
+    assert!(written >= 5, "the admin, the seeds, the region and val's account and sign-in are all recorded");
     app.db.close().await;
 
     let ran = run(&mut tollgate(&["audit", "verify", "--database-url", app.database.url()]), LIMIT);
 
     assert_eq!(ran.code, Some(0), "stdout: {} stderr: {}", ran.stdout, ran.stderr);
-    // The admin's creation, the four shipped processes, the admin's sign-in, the region, val's creation
-    // and sign-in.
-    assert_eq!(ran.stdout.trim(), "audit log intact: 9 records verified");
+    assert_eq!(ran.stdout.trim(), format!("audit log intact: {written} records verified"));
 }

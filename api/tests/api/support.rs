@@ -82,6 +82,7 @@ pub async fn spawn_app() -> TestApp {
     let db = Db::connect(database.url(), 4, Clock::system()).await.unwrap();
     bootstrap_admin(&db, Some(Password::parse("p", ADMIN_PASSWORD).unwrap())).await.unwrap();
     tollgate_workflows::process::seed_defaults(&db).await.unwrap();
+    tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
     let config = tollgate_api::config::Config::default();
     let state = tollgate_api::state(&config, db.clone());
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);

@@ -6,7 +6,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::store::Db;
 use serde::Serialize;
 use sqlx::any::AnyArguments;
-use sqlx::Arguments;
+use sqlx::{AnyConnection, Arguments};
 use std::collections::{HashMap, HashSet};
 
 /// A CI named in an impact report.
@@ -55,7 +55,13 @@ struct Edge {
 
 /// Walks what depends on `id`, up to `max_depth` steps.
 pub async fn impact(db: &Db, id: &str, max_depth: u32) -> StoreResult<Impact> {
-    let root = super::get_ci(db, id).await?;
+    let mut conn = db.pool().acquire().await?;
+    impact_in(&mut conn, id, max_depth).await
+}
+
+/// [`impact`] on a given connection, e.g. inside a write transaction.
+pub async fn impact_in(conn: &mut AnyConnection, id: &str, max_depth: u32) -> StoreResult<Impact> {
+    let root = super::fetch_ci(conn, id).await?.ok_or_else(|| StoreError::not_found("CI", id))?;
     let root = CiRef { id: root.id, kind: root.kind, name: root.name };
     let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
     let mut affected = Vec::new();
@@ -67,7 +73,7 @@ pub async fn impact(db: &Db, id: &str, max_depth: u32) -> StoreResult<Impact> {
         }
         let mut next = Vec::new();
         for chunk in frontier.chunks(CHUNK) {
-            for edge in neighbours(db, chunk).await? {
+            for edge in neighbours(conn, chunk).await? {
                 if seen.contains(&edge.id) {
                     continue;
                 }
@@ -107,7 +113,7 @@ fn in_list(ids: &[String], first: usize) -> (String, AnyArguments<'static>) {
 }
 
 /// Every CI one step downstream of any of `ids`, in a stable order.
-async fn neighbours(db: &Db, ids: &[String]) -> StoreResult<Vec<Edge>> {
+async fn neighbours(conn: &mut AnyConnection, ids: &[String]) -> StoreResult<Vec<Edge>> {
     let (list, _) = in_list(ids, 1);
     let queries: [(String, Option<&'static str>); 4] = [
         // Contained CIs fail with their container; a VM's container is the host it runs on.
@@ -140,7 +146,7 @@ async fn neighbours(db: &Db, ids: &[String]) -> StoreResult<Vec<Edge>> {
     let mut edges = Vec::new();
     for (sql, via) in queries {
         let (_, args) = in_list(ids, 1);
-        let rows = sqlx::query_with(&sql, args).fetch_all(db.pool()).await?;
+        let rows = sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?;
         for row in rows {
             use sqlx::Row;
             let id: String = row.try_get(0)?;

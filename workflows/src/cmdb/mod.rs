@@ -7,7 +7,7 @@
 mod impact;
 mod store;
 
-pub use impact::{impact, Affected, CiRef, Impact};
+pub use impact::{impact, impact_in, Affected, CiRef, Impact};
 pub use store::*;
 
 use crate::error::ValidationError;
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $variant),+ }
 
         impl $name {

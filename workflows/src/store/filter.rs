@@ -43,6 +43,14 @@ impl Filter {
         self
     }
 
+    /// A store-written condition with one text value, whose place `{}` marks (e.g. a subquery).
+    pub fn bound(&mut self, template: &'static str, value: impl Into<String>) -> &mut Self {
+        let p = self.next_placeholder();
+        self.clauses.push(template.replace("{}", &p));
+        self.values.push(Value::Text(value.into()));
+        self
+    }
+
     /// A condition with no value, written by the store (e.g. `resolved_at IS NULL`).
     pub fn raw(&mut self, clause: &'static str) -> &mut Self {
         self.clauses.push(clause.to_owned());

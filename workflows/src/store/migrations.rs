@@ -36,12 +36,16 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (2, "processes", include_str!("../../migrations/sqlite/0002_processes.sql")),
     (3, "incidents", include_str!("../../migrations/sqlite/0003_incidents.sql")),
     (4, "freeze_windows", include_str!("../../migrations/sqlite/0004_freeze_windows.sql")),
+    (5, "changes", include_str!("../../migrations/sqlite/0005_changes.sql")),
+    (6, "approvals", include_str!("../../migrations/sqlite/0006_approvals.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "processes", include_str!("../../migrations/postgres/0002_processes.sql")),
     (3, "incidents", include_str!("../../migrations/postgres/0003_incidents.sql")),
     (4, "freeze_windows", include_str!("../../migrations/postgres/0004_freeze_windows.sql")),
+    (5, "changes", include_str!("../../migrations/postgres/0005_changes.sql")),
+    (6, "approvals", include_str!("../../migrations/postgres/0006_approvals.sql")),
 ];
 
 /// The migrator for `engine`.

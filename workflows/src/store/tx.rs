@@ -38,6 +38,8 @@ pub struct WriteTx<'c> {
     _serial: Option<OwnedMutexGuard<()>>,
     ctx: &'c AuditContext,
     at: OffsetDateTime,
+    /// Set when the acting person turns out to act for someone else (a delegate's vote).
+    acting_for: Option<String>,
 }
 
 impl<'c> WriteTx<'c> {
@@ -53,7 +55,7 @@ impl<'c> WriteTx<'c> {
         // has to upgrade a stale read snapshot.
         sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1").execute(&mut *tx).await?;
         // Read the time only now that this writer holds the chain, so `at` never runs backwards along it.
-        Ok(WriteTx { tx, _serial: serial, ctx, at: clock.now() })
+        Ok(WriteTx { tx, _serial: serial, ctx, at: clock.now(), acting_for: None })
     }
 
     /// The connection, for the statements of the change itself.
@@ -68,6 +70,11 @@ impl<'c> WriteTx<'c> {
 
     pub fn context(&self) -> &AuditContext {
         self.ctx
+    }
+
+    /// Records that the following audit records are made for `who` (a delegate acting for them).
+    pub fn acting_for(&mut self, who: Option<String>) {
+        self.acting_for = who;
     }
 
     /// Appends an audit record of `action` on an entity, with its state before and after.
@@ -86,7 +93,13 @@ impl<'c> WriteTx<'c> {
             before: before.map(serde_json::to_string).transpose().map_err(json_error)?,
             after: after.map(serde_json::to_string).transpose().map_err(json_error)?,
         };
-        audit::append(&mut self.tx, self.ctx, self.at, entry).await
+        match &self.acting_for {
+            Some(who) => {
+                let ctx = AuditContext { on_behalf_of: Some(who.clone()), ..self.ctx.clone() };
+                audit::append(&mut self.tx, &ctx, self.at, entry).await
+            }
+            None => audit::append(&mut self.tx, self.ctx, self.at, entry).await,
+        }
     }
 
     pub async fn commit(self) -> StoreResult<()> {

@@ -1,0 +1,167 @@
+//! Conflicts: other live changes whose windows overlap on the same or related CIs (a host and its VMs, a
+//! service and its VMs), and hosts that overlapping changes would fill beyond their capacity.
+
+use super::plan::Operation;
+use super::store::{fetch, Change};
+use crate::clock::to_millis;
+use crate::cmdb::{fetch_ci, CiKind};
+use crate::error::StoreResult;
+use crate::store::Db;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// States in which a change's window is booked.
+const LIVE: &[&str] =
+    &["submitted", "assessed", "awaiting_approval", "approved", "scheduled", "implementing", "verifying"];
+
+/// Another change in the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Conflict {
+    /// `window` (overlapping work on related CIs) or `capacity` (a host overfilled).
+    pub kind: String,
+    pub change_id: String,
+    pub reference: String,
+    pub title: String,
+    pub ci_id: String,
+    pub detail: String,
+}
+
+/// The CIs whose work interferes with work on `ci`: itself, its host and service (a VM), its VMs (a host
+/// or a service).
+async fn related(conn: &mut AnyConnection, ci_id: &str, into: &mut BTreeSet<String>) -> StoreResult<()> {
+    into.insert(ci_id.to_owned());
+    let Some(ci) = fetch_ci(conn, ci_id).await? else { return Ok(()) };
+    match ci.kind {
+        CiKind::Vm => {
+            into.extend(ci.parent_id);
+            into.extend(ci.service_id);
+        }
+        CiKind::Host | CiKind::Service => {
+            let vms: Vec<(String,)> =
+                sqlx::query_as("SELECT id FROM cis WHERE kind = 'vm' AND (parent_id = $1 OR service_id = $1)")
+                    .bind(ci_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            into.extend(vms.into_iter().map(|(v,)| v));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Conflicts of `change` with every other live change overlapping its window.
+pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<Conflict>> {
+    let others: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM changes WHERE id <> $1 AND window_start < $2 AND window_end > $3 ORDER BY number",
+    )
+    .bind(&change.id)
+    .bind(to_millis(change.window_end))
+    .bind(to_millis(change.window_start))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut mine = BTreeSet::new();
+    for ci in &change.ci_ids {
+        related(conn, ci, &mut mine).await?;
+    }
+    let mut conflicts = Vec::new();
+    let mut live_others = Vec::new();
+    for (id,) in others {
+        let other = fetch(conn, &id).await?;
+        if !LIVE.contains(&other.state.as_str()) {
+            continue;
+        }
+        if let Some(ci) = other.ci_ids.iter().find(|c| mine.contains(*c)) {
+            conflicts.push(Conflict {
+                kind: "window".to_owned(),
+                change_id: other.id.clone(),
+                reference: other.reference.clone(),
+                title: other.title.clone(),
+                ci_id: ci.clone(),
+                detail: format!(
+                    "{} also works on {ci} between {} and {}",
+                    other.reference, other.window_start, other.window_end
+                ),
+            });
+        }
+        live_others.push(other);
+    }
+    conflicts.extend(capacity_conflicts(conn, change, &live_others).await?);
+    Ok(conflicts)
+}
+
+/// (vCPUs, MiB) an operation places onto a named host.
+async fn placed(conn: &mut AnyConnection, op: &Operation) -> StoreResult<Option<(String, i64, i64)>> {
+    Ok(match op {
+        Operation::Provision { host_id: Some(h), vcpus, memory_mib, .. } => Some((h.clone(), *vcpus, *memory_mib)),
+        Operation::Migrate { vm_id, to_host_id, .. } => fetch_ci(conn, vm_id)
+            .await?
+            .map(|vm| (to_host_id.clone(), vm.vcpus.unwrap_or(0), vm.memory_mib.unwrap_or(0))),
+        _ => None,
+    })
+}
+
+async fn capacity_conflicts(
+    conn: &mut AnyConnection,
+    change: &Change,
+    others: &[Change],
+) -> StoreResult<Vec<Conflict>> {
+    let mut mine: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for op in &change.operations {
+        if let Some((host, c, m)) = placed(conn, op).await? {
+            let e = mine.entry(host).or_default();
+            e.0 += c;
+            e.1 += m;
+        }
+    }
+    let mut conflicts = Vec::new();
+    for (host_id, (my_cpu, my_mem)) in mine {
+        let Some(host) = fetch_ci(conn, &host_id).await? else { continue };
+        let (used_cpu, used_mem): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(vcpus), 0), COALESCE(SUM(memory_mib), 0) FROM cis \
+             WHERE kind = 'vm' AND parent_id = $1 AND state <> 'retired'",
+        )
+        .bind(&host_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (mut cpu, mut mem) = (used_cpu + my_cpu, used_mem + my_mem);
+        for other in others {
+            let mut theirs = (0, 0);
+            for op in &other.operations {
+                if let Some((h, c, m)) = placed(conn, op).await? {
+                    if h == host_id {
+                        theirs.0 += c;
+                        theirs.1 += m;
+                    }
+                }
+            }
+            if theirs == (0, 0) {
+                continue;
+            }
+            cpu += theirs.0;
+            mem += theirs.1;
+            let (cap_cpu, cap_mem) = (host.vcpus.unwrap_or(0), host.memory_mib.unwrap_or(0));
+            if cpu > cap_cpu || mem > cap_mem {
+                conflicts.push(Conflict {
+                    kind: "capacity".to_owned(),
+                    change_id: other.id.clone(),
+                    reference: other.reference.clone(),
+                    title: other.title.clone(),
+                    ci_id: host_id.clone(),
+                    detail: format!(
+                        "together with {} the host {} would hold {cpu} of {cap_cpu} vCPUs and {mem} of {cap_mem} MiB",
+                        other.reference, host.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(conflicts)
+}
+
+/// The conflicts standing in the way of a change now.
+pub async fn conflicts_of(db: &Db, id: &str) -> StoreResult<Vec<Conflict>> {
+    let mut conn = db.pool().acquire().await?;
+    let change = fetch(&mut conn, id).await?;
+    conflicts_in(&mut conn, &change).await
+}
