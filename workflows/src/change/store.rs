@@ -510,6 +510,10 @@ impl GuardCheck for ChangeGuards<'_> {
                 Err("closing records a post-implementation review".to_owned())
             }
             Guard::AssigneeSet => Err("changes have no assignee".to_owned()),
+            Guard::ManualWork if !self.change.operations.is_empty() => Err(format!(
+                "{} has automated operations; the control plane reports their outcome",
+                self.change.reference
+            )),
             _ => Ok(()),
         }
     }

@@ -31,6 +31,8 @@ pub enum Guard {
     ReviewRecorded,
     /// The incident has an assignee.
     AssigneeSet,
+    /// The change plans no automated operations: people do the work and report its outcome.
+    ManualWork,
 }
 
 /// What firing a transition sets in motion, besides the state change and its audit record.
