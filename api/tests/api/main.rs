@@ -2,12 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod approvals;
 mod authz;
 mod bad_input;
+mod changes;
 mod cli;
 mod cmdb;
 mod freezes;
 mod hostile_input;
+mod incidents;
 mod operational;
 mod processes;
 mod support;

@@ -205,3 +205,30 @@ impl TestApp {
         r.body
     }
 }
+
+/// Changes and approvals.
+impl TestApp {
+    /// Puts the user `token` belongs to into the group called `group`, as admin.
+    pub async fn join_group(&self, group: &str, token: &str) {
+        let r = self.get(&format!("/api/v1/groups?q={}", encode(group)), &self.admin_token).await;
+        let items = r.body["items"].as_array().unwrap();
+        let g = items.iter().find(|g| g["name"] == group).unwrap_or_else(|| panic!("no group {group}: {}", r.body));
+        let user_id = self.user_id(token).await;
+        let path = format!("/api/v1/groups/{}/members/{user_id}", g["id"].as_str().unwrap());
+        let r = self.put(&path, &self.admin_token, Value::Null).await;
+        assert_eq!(r.status, StatusCode::OK, "join {group}: {}", r.body);
+    }
+
+    pub async fn create_change(&self, token: &str, body: Value) -> TestResponse {
+        self.post("/api/v1/changes", token, body).await
+    }
+
+    pub async fn change_event(&self, id: &str, token: &str, event: &str) -> TestResponse {
+        self.post(&format!("/api/v1/changes/{id}/events"), token, json!({ "event": event })).await
+    }
+
+    pub async fn vote(&self, id: &str, token: &str, decision: &str, comment: Option<&str>) -> TestResponse {
+        self.post(&format!("/api/v1/changes/{id}/approvals"), token, json!({"decision": decision, "comment": comment}))
+            .await
+    }
+}

@@ -118,7 +118,8 @@ async fn capacity_conflicts(
     for (host_id, (my_cpu, my_mem)) in mine {
         let Some(host) = fetch_ci(conn, &host_id).await? else { continue };
         let (used_cpu, used_mem): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(vcpus), 0), COALESCE(SUM(memory_mib), 0) FROM cis \
+            // PostgreSQL sums BIGINTs into NUMERIC; the cast keeps both engines answering integers.
+            "SELECT CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(memory_mib), 0) AS BIGINT) FROM cis \
              WHERE kind = 'vm' AND parent_id = $1 AND state <> 'retired'",
         )
         .bind(&host_id)

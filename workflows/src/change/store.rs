@@ -409,6 +409,22 @@ pub async fn update_change(
     .await?;
     write_cis(tx.conn(), id, &worked.ci_ids).await?;
     let after = fetch(tx.conn(), id).await?;
+    if after.state == "scheduled" {
+        // A process with no way back to approval (standard changes) keeps the change scheduled: the edited
+        // plan must pass the checks scheduling made.
+        let window = Window { start: after.window_start, end: after.window_end };
+        let frozen = freezes_covering(tx.conn(), &after.ci_ids, window).await?;
+        let conflicts = super::conflicts::conflicts_in(tx.conn(), &after).await?;
+        if !frozen.is_empty() || !conflicts.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "{} is scheduled and the edited plan would be frozen or conflict ({} freeze window(s), {} conflict(s)): \
+                 cancel it and request it again",
+                after.reference,
+                frozen.len(),
+                conflicts.len()
+            )));
+        }
+    }
     if after.state == "awaiting_approval" {
         // Votes bind to the revision they were cast on: the new revision starts a new round.
         crate::approval::open_round(&mut tx, &after).await?;

@@ -440,7 +440,7 @@ pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: Inc
         decision.to,
         decision.effects,
         decision.terminal,
-        e.assignee_id.as_deref(),
+        e.assignee_id.as_deref().filter(|_| decision.transition.guards.contains(&Guard::AssigneeSet)),
         &def.definition.initial,
     )
     .await?;
@@ -478,7 +478,8 @@ async fn apply(
         match effect {
             Effect::PauseSlaClock if paused_since.is_none() => paused_since = Some(now),
             Effect::ResumeSlaClock => {
-                if let Some(since) = paused_since.take() {
+                // Time spent pending, or resolved before a reopen, does not count against the targets.
+                if let Some(since) = paused_since.take().or(resolved_at) {
                     let pause = now - since;
                     paused_ms += pause;
                     response_due += pause;

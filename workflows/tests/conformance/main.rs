@@ -12,16 +12,32 @@
 //! - `search` — finding items by kind, container and name, and paging through them.
 //! - `relations` — typed edges between items.
 //! - `impact` — what else fails when an item fails.
+//! - `incidents` — incidents: their process, SLA clocks and escalation, dedup, versions and history.
+//! - `change_support` — a seeded store, the people of the change process, plans and refusal assertions.
+//! - `changes` — the normal, standard and emergency change processes, their refusals, timeline and listing.
+//! - `change_plans` — operations checked against the CMDB, rollback plans, risk, and edits by revision.
+//! - `change_guards` — freeze windows and conflicting changes in a change's way, and overriding conflicts.
+//! - `approvals` — who may vote, how stage rules count votes, rejections, and the policy a round runs.
+//! - `delegations` — votes cast by a substitute, counted and audited as the approver's.
+//! - `approval_timeouts` — stages that wait too long: escalation, rejection, a pass for low-risk work.
 //! - `audit_records` — the record every mutation leaves, and the one a failed mutation does not.
 //! - `audit_chain` — verifying the hash chain and detecting tampering, also under concurrent writers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approval_timeouts;
+mod approvals;
 mod audit_chain;
 mod audit_records;
+mod change_guards;
+mod change_plans;
+mod change_support;
+mod changes;
 mod cis;
+mod delegations;
 mod freezes;
 mod groups;
 mod impact;
+mod incidents;
 mod processes;
 mod relations;
 mod search;
