@@ -187,6 +187,8 @@ async fn reset_password(
     Json(body): Json<PasswordReset>,
 ) -> ApiResult<StatusCode> {
     let new = Password::parse("new_password", &body.new_password)?;
-    accounts::set_password(&db, &auth.audit, &id, None, new, None).await?;
+    // Resetting your own password through this route keeps the session you are using, as changing it does.
+    let keep = (id == auth.principal.user_id).then_some(auth.principal.token_id.as_str());
+    accounts::set_password(&db, &auth.audit, &id, None, new, keep).await?;
     Ok(StatusCode::NO_CONTENT)
 }
