@@ -137,6 +137,17 @@ async fn setup(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A business service of its own for client `n`.
+async fn service_for(db: &Db, n: usize) -> anyhow::Result<String> {
+    let draft = tollgate_workflows::cmdb::CiDraft {
+        kind: "service".into(),
+        name: format!("bench-service-{n}"),
+        ..Default::default()
+    };
+    let spec = tollgate_workflows::cmdb::CiSpec::try_from(draft)?;
+    Ok(tollgate_workflows::cmdb::create_ci(db, &AuditContext::system("benchmark"), spec).await?.id)
+}
+
 async fn sign_in(conn: &mut Conn, user: &str) -> anyhow::Result<String> {
     let (status, body) =
         conn.request("POST", "/api/v1/auth/tokens", "", &json!({"username": user, "password": PASSWORD})).await?;
@@ -146,11 +157,12 @@ async fn sign_in(conn: &mut Conn, user: &str) -> anyhow::Result<String> {
     Ok(body["token"].as_str().context("token")?.to_owned())
 }
 
-/// Runs one lifecycle; returns each request's latency.
-async fn lifecycle(conn: &mut Conn, t: &Tokens, latencies: &mut Vec<Duration>) -> anyhow::Result<()> {
+/// Runs one lifecycle on `ci` (each client has its own, so clients do not conflict with each other);
+/// records each request's latency.
+async fn lifecycle(conn: &mut Conn, t: &Tokens, ci: &str, latencies: &mut Vec<Duration>) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     let fmt = |d: time::OffsetDateTime| d.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let create = json!({"kind": "normal", "title": "benchmark change",
+    let create = json!({"kind": "normal", "title": "benchmark change", "ci_ids": [ci],
         "window_start": fmt(now - time::Duration::hours(1)), "window_end": fmt(now + time::Duration::days(1))});
     let started = Instant::now();
     let (status, body) = conn.request("POST", "/api/v1/changes", &t.requester, &create).await?;
@@ -220,8 +232,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(args.max_lifecycles));
     let started = Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..args.clients {
+    for n in 0..args.clients {
         let tokens = tokens.clone();
+        let ci = service_for(&db, n).await?;
         let remaining = remaining.clone();
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -237,7 +250,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     })
                     .is_ok()
             {
-                match lifecycle(&mut conn, &tokens, &mut latencies).await {
+                match lifecycle(&mut conn, &tokens, &ci, &mut latencies).await {
                     Ok(()) => done += 1,
                     Err(e) => {
                         failed.push(e.to_string());

@@ -27,7 +27,7 @@ CREATE TABLE changes (
 );
 CREATE INDEX changes_state ON changes(state);
 CREATE INDEX changes_window ON changes(window_start, window_end);
-CREATE INDEX changes_signature ON changes(kind, signature);
+CREATE INDEX changes_signature ON changes(kind, signature, number);
 
 -- The CIs a change touches: those it names and those its operations act on. No reference to cis: a
 -- change's history outlives a deleted CI.

@@ -8,7 +8,8 @@ use crate::cmdb::{fetch_ci, CiKind};
 use crate::error::StoreResult;
 use crate::store::Db;
 use serde::Serialize;
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// States in which a change's window is booked.
@@ -52,25 +53,45 @@ async fn related(conn: &mut AnyConnection, ci_id: &str, into: &mut BTreeSet<Stri
 
 /// Conflicts of `change` with every other live change overlapping its window.
 pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<Conflict>> {
-    let others: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM changes WHERE id <> $1 AND window_start < $2 AND window_end > $3 ORDER BY number",
-    )
-    .bind(&change.id)
-    .bind(to_millis(change.window_end))
-    .bind(to_millis(change.window_start))
-    .fetch_all(&mut *conn)
-    .await?;
     let mut mine = BTreeSet::new();
     for ci in &change.ci_ids {
         related(conn, ci, &mut mine).await?;
     }
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only live changes overlapping the window on a related CI can conflict; the hosts this change places
+    // work onto are among its own CIs, so capacity candidates are found by the same query.
+    let mut args = AnyArguments::default();
+    let _ = args.add(change.id.clone());
+    let _ = args.add(to_millis(change.window_end));
+    let _ = args.add(to_millis(change.window_start));
+    let states: Vec<String> = LIVE
+        .iter()
+        .map(|s| {
+            let _ = args.add((*s).to_owned());
+            format!("${}", args_len(&args))
+        })
+        .collect();
+    let cis: Vec<String> = mine
+        .iter()
+        .map(|ci| {
+            let _ = args.add(ci.clone());
+            format!("${}", args_len(&args))
+        })
+        .collect();
+    let sql = format!(
+        "SELECT DISTINCT c.id, c.number FROM changes c JOIN change_cis cc ON cc.change_id = c.id \
+         WHERE c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 AND c.state IN ({}) AND cc.ci_id IN ({}) \
+         ORDER BY c.number",
+        states.join(", "),
+        cis.join(", ")
+    );
+    let candidates: Vec<(String, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
     let mut conflicts = Vec::new();
-    let mut live_others = Vec::new();
-    for (id,) in others {
+    let mut others = Vec::with_capacity(candidates.len());
+    for (id, _) in candidates {
         let other = fetch(conn, &id).await?;
-        if !LIVE.contains(&other.state.as_str()) {
-            continue;
-        }
         if let Some(ci) = other.ci_ids.iter().find(|c| mine.contains(*c)) {
             conflicts.push(Conflict {
                 kind: "window".to_owned(),
@@ -84,10 +105,15 @@ pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> S
                 ),
             });
         }
-        live_others.push(other);
+        others.push(other);
     }
-    conflicts.extend(capacity_conflicts(conn, change, &live_others).await?);
+    conflicts.extend(capacity_conflicts(conn, change, &others).await?);
     Ok(conflicts)
+}
+
+/// How many values `args` holds, i.e. the number of the placeholder just added.
+fn args_len(args: &AnyArguments<'_>) -> usize {
+    args.len()
 }
 
 /// (vCPUs, MiB) an operation places onto a named host.

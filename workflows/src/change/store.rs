@@ -263,15 +263,17 @@ async fn assess(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, ci_ids: &[
         recent += r;
     }
     let signature = operation_signature(&spec.operations);
-    let history: (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN state IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0), \
-                COALESCE(SUM(CASE WHEN state IN ('completed', 'failed', 'rolled_back', 'closed') THEN 1 ELSE 0 END), 0) \
-         FROM changes WHERE kind = $1 AND signature = $2",
+    // The last hundred finished changes with the same operations: recent enough to matter, bounded in cost.
+    let finished: Vec<(String,)> = sqlx::query_as(
+        "SELECT state FROM changes WHERE kind = $1 AND signature = $2 \
+         AND state IN ('completed', 'failed', 'rolled_back', 'closed') ORDER BY number DESC LIMIT 100",
     )
     .bind(spec.kind.as_str())
     .bind(&signature)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let failed = finished.iter().filter(|(s,)| s == "failed" || s == "rolled_back").count() as i64;
+    let history = (failed, finished.len() as i64);
     Ok(risk::score(&RiskInputs {
         kind: Some(spec.kind),
         operation_kinds: spec.operations.iter().map(Operation::kind).collect(),
