@@ -10,8 +10,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 use tollgate_workflows::audit::AuditRecord;
 use tollgate_workflows::incident::{
-    self, Incident, IncidentEvent, IncidentPolicy, IncidentQuery, IncidentReport, IncidentUpdate, Level, Priority,
-    Reported,
+    self, Incident, IncidentEvent, IncidentPolicy, IncidentQuery, IncidentReport, IncidentUpdate, Level, LinkKind,
+    Priority, Reported,
 };
 use tollgate_workflows::text::{Description, Name, Page};
 use tollgate_workflows::Db;
@@ -25,6 +25,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_incident, update_incident))
         .routes(routes!(fire_event))
         .routes(routes!(timeline))
+        .routes(routes!(link_change))
+        .routes(routes!(unlink_change))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -231,4 +233,38 @@ async fn timeline(
     Query(q): Query<TimelineQuery>,
 ) -> ApiResult<Json<Page<AuditRecord>>> {
     Ok(Json(incident::timeline(&db, &id, page(q.limit, q.offset)?).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkInput {
+    #[schema(max_length = 64)]
+    change_id: String,
+    kind: LinkKind,
+}
+
+/// Link a change to the incident: the change that caused it, or the one that fixed it.
+#[utoipa::path(post, path = "/incidents/{id}/changes", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")), request_body = LinkInput,
+    responses((status = 200, body = Incident)), security(("bearer" = ["change-manager", "operator", "admin"])))]
+async fn link_change(
+    auth: Authorized<ManageIncidents>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+    Json(body): Json<LinkInput>,
+) -> ApiResult<Json<Incident>> {
+    Ok(Json(incident::link_change(&db, &auth.audit, &id, &body.change_id, body.kind).await?))
+}
+
+/// Remove a link between a change and the incident.
+#[utoipa::path(delete, path = "/incidents/{id}/changes/{kind}/{change_id}", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id"), ("kind" = LinkKind, Path, description = "caused_by or fixed_by"),
+           ("change_id" = String, Path, description = "Change id")),
+    responses((status = 200, body = Incident)), security(("bearer" = ["change-manager", "operator", "admin"])))]
+async fn unlink_change(
+    auth: Authorized<ManageIncidents>,
+    State(db): State<Db>,
+    Path((id, kind, change_id)): Path<(String, LinkKind, String)>,
+) -> ApiResult<Json<Incident>> {
+    Ok(Json(incident::unlink_change(&db, &auth.audit, &id, &change_id, kind).await?))
 }

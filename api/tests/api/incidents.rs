@@ -1,5 +1,5 @@
 //! Incidents over the API: reporting and dedup, working one through its process, refusals as HTTP errors,
-//! finding incidents, their timeline, and safe edits. Time does not pass here (the app runs on the system
+//! finding incidents, their timeline, safe edits, and links to changes. Time does not pass here (the app runs on the system
 //! clock); SLA timers are the conformance suite's to test.
 
 use crate::support::{spawn_app, TestApp, TestResponse};
@@ -252,4 +252,38 @@ async fn an_edit_recomputes_the_priority_and_a_stale_revision_is_refused() {
     assert_eq!(app.get(&path, &ops).await.body["priority"], 1);
     let requester = app.user_with_roles("rita", &["requester"]).await;
     app.put(&path, &requester, edit("low", 2)).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[tokio::test]
+async fn an_incident_links_the_change_that_caused_it_and_the_one_that_fixed_it() {
+    let app = spawn_app().await;
+    let ops = app.user_with_roles("ops", &["operator"]).await;
+    let incident = open_incident(&app, &ops, report("db down", "high", "high")).await;
+    let id = incident["id"].as_str().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = |d: time::OffsetDateTime| d.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let window = |title: &str| json!({"kind": "normal", "title": title, "window_start": fmt(now), "window_end": fmt(now + time::Duration::hours(2))});
+    let cause = app.create_change(&ops, window("upgrade")).await.body["id"].as_str().unwrap().to_owned();
+    let fix = app.create_change(&ops, window("roll back the upgrade")).await.body["id"].as_str().unwrap().to_owned();
+
+    let path = format!("/api/v1/incidents/{id}/changes");
+    let linked = app.post(&path, &ops, json!({"change_id": cause, "kind": "caused_by"})).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    let linked = app.post(&path, &ops, json!({"change_id": fix, "kind": "fixed_by"})).await;
+    assert_eq!(
+        linked.body["changes"],
+        json!([{"change_id": cause, "kind": "caused_by"}, {"change_id": fix, "kind": "fixed_by"}])
+    );
+    let again = app.post(&path, &ops, json!({"change_id": fix, "kind": "fixed_by"})).await;
+    assert_eq!(again.body["changes"].as_array().unwrap().len(), 2, "linking twice changes nothing");
+
+    let unknown = app.post(&path, &ops, json!({"change_id": "nope", "kind": "fixed_by"})).await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.body["error"]["details"]["field"], "change_id");
+
+    let unlinked = app.delete(&format!("/api/v1/incidents/{id}/changes/caused_by/{cause}"), &ops).await;
+    assert_eq!(unlinked.status, StatusCode::OK, "{}", unlinked.body);
+    assert_eq!(unlinked.body["changes"], json!([{"change_id": fix, "kind": "fixed_by"}]));
+    let gone = app.delete(&format!("/api/v1/incidents/{id}/changes/caused_by/{cause}"), &ops).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }

@@ -29,6 +29,32 @@ pub struct Sla {
     pub resolution_breached: bool,
 }
 
+/// How a change relates to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// The change caused the incident.
+    CausedBy,
+    /// The change fixed it.
+    FixedBy,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::CausedBy => "caused_by",
+            LinkKind::FixedBy => "fixed_by",
+        }
+    }
+}
+
+/// A change linked to an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ChangeLink {
+    pub change_id: String,
+    pub kind: LinkKind,
+}
+
 /// An incident as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Incident {
@@ -52,6 +78,8 @@ pub struct Incident {
     /// How many reports this incident has absorbed (1 for a single report).
     pub report_count: i64,
     pub ci_ids: Vec<String>,
+    /// Changes that caused or fixed it.
+    pub changes: Vec<ChangeLink>,
     pub sla: Sla,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -104,7 +132,7 @@ const COLUMNS: &str = "id, number, title, description, impact, urgency, priority
     response_breached, resolution_breached, revision";
 
 impl IncidentRow {
-    fn into_incident(self, ci_ids: Vec<String>) -> StoreResult<Incident> {
+    fn into_incident(self, ci_ids: Vec<String>, changes: Vec<ChangeLink>) -> StoreResult<Incident> {
         let corrupt = |what: &str| StoreError::Internal(format!("stored incident {} has a bad {what}", self.id));
         Ok(Incident {
             reference: format!("INC-{:06}", self.number),
@@ -129,6 +157,7 @@ impl IncidentRow {
             responded_at: self.responded_at.map(from_millis),
             resolved_at: self.resolved_at.map(from_millis),
             ci_ids,
+            changes,
             id: self.id,
             title: self.title,
             description: self.description,
@@ -163,10 +192,88 @@ async fn ci_ids(conn: &mut AnyConnection, id: &str) -> StoreResult<Vec<String>> 
     Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
+async fn change_links(conn: &mut AnyConnection, id: &str) -> StoreResult<Vec<ChangeLink>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT change_id, kind FROM incident_changes WHERE incident_id = $1 ORDER BY created_at, change_id, kind",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(change_id, kind)| {
+            let kind = [LinkKind::CausedBy, LinkKind::FixedBy].into_iter().find(|k| k.as_str() == kind)?;
+            Some(ChangeLink { change_id, kind })
+        })
+        .collect())
+}
+
 async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<Incident> {
     let row = fetch_row(conn, id).await?;
     let cis = ci_ids(conn, id).await?;
-    row.into_incident(cis)
+    let changes = change_links(conn, id).await?;
+    row.into_incident(cis, changes)
+}
+
+/// Links a change to an incident (doing it twice changes nothing).
+pub async fn link_change(
+    db: &Db,
+    ctx: &AuditContext,
+    id: &str,
+    change_id: &str,
+    kind: LinkKind,
+) -> StoreResult<Incident> {
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    match crate::change::fetch_in(tx.conn(), change_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ValidationError::new("change_id", format!("no change has id {change_id}")).into())
+        }
+        Err(e) => return Err(e),
+    }
+    if before.changes.iter().any(|l| l.change_id == change_id && l.kind == kind) {
+        return Ok(before);
+    }
+    sqlx::query(
+        "INSERT INTO incident_changes (incident_id, change_id, kind, created_at, created_by) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(change_id)
+    .bind(kind.as_str())
+    .bind(to_millis(tx.now()))
+    .bind(&ctx.actor)
+    .execute(tx.conn())
+    .await?;
+    let after = fetch(tx.conn(), id).await?;
+    tx.audit("incident.link_change", "incident", id, Some(&before), Some(&after)).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes a link between a change and an incident.
+pub async fn unlink_change(
+    db: &Db,
+    ctx: &AuditContext,
+    id: &str,
+    change_id: &str,
+    kind: LinkKind,
+) -> StoreResult<Incident> {
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    if !before.changes.iter().any(|l| l.change_id == change_id && l.kind == kind) {
+        return Err(StoreError::not_found("link", format!("{id} {} {change_id}", kind.as_str())));
+    }
+    sqlx::query("DELETE FROM incident_changes WHERE incident_id = $1 AND change_id = $2 AND kind = $3")
+        .bind(id)
+        .bind(change_id)
+        .bind(kind.as_str())
+        .execute(tx.conn())
+        .await?;
+    let after = fetch(tx.conn(), id).await?;
+    tx.audit("incident.unlink_change", "incident", id, Some(&before), Some(&after)).await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
 pub async fn get_incident(db: &Db, id: &str) -> StoreResult<Incident> {
@@ -609,7 +716,8 @@ pub async fn list_incidents(db: &Db, q: &IncidentQuery, page: PageRequest) -> St
     let mut items = Vec::with_capacity(rows.items.len());
     for row in rows.items {
         let cis = ci_ids(&mut conn, &row.id).await?;
-        items.push(row.into_incident(cis)?);
+        let changes = change_links(&mut conn, &row.id).await?;
+        items.push(row.into_incident(cis, changes)?);
     }
     Ok(Page { items, total: rows.total, limit: rows.limit, offset: rows.offset })
 }

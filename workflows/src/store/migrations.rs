@@ -38,6 +38,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (4, "freeze_windows", include_str!("../../migrations/sqlite/0004_freeze_windows.sql")),
     (5, "changes", include_str!("../../migrations/sqlite/0005_changes.sql")),
     (6, "approvals", include_str!("../../migrations/sqlite/0006_approvals.sql")),
+    (7, "incident_links", include_str!("../../migrations/sqlite/0007_incident_links.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -46,6 +47,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "freeze_windows", include_str!("../../migrations/postgres/0004_freeze_windows.sql")),
     (5, "changes", include_str!("../../migrations/postgres/0005_changes.sql")),
     (6, "approvals", include_str!("../../migrations/postgres/0006_approvals.sql")),
+    (7, "incident_links", include_str!("../../migrations/postgres/0007_incident_links.sql")),
 ];
 
 /// The migrator for `engine`.
