@@ -11,6 +11,7 @@
 //! - [`audit`] — audit records, their hash chain and its verification.
 //! - [`accounts`] — users, groups, roles, passwords and bearer tokens.
 //! - [`cmdb`] — configuration items, relations and the impact walk.
+//! - [`notify`] — notifications the processes raise, read in the API and delivered by the mailer.
 //! - [`process`] — process definitions as versioned data, and the engine that fires their transitions.
 //! - [`change`] — changes: typed plans, rollback, risk, conflicts and their lifecycle.
 //! - [`freeze`] — freeze (blackout) windows and what they cover.
@@ -29,6 +30,7 @@ pub mod cmdb;
 pub mod error;
 pub mod freeze;
 pub mod incident;
+pub mod notify;
 pub mod process;
 pub mod store;
 #[cfg(feature = "testing")]

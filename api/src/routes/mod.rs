@@ -8,6 +8,7 @@ mod freeze_windows;
 mod groups;
 mod health;
 mod incidents;
+mod notifications;
 mod processes;
 mod relations;
 mod tokens;
@@ -31,6 +32,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(freeze_windows::routes())
         .merge(changes::routes())
         .merge(approvals::routes())
+        .merge(notifications::routes())
         .merge(audit::routes())
 }
 

@@ -11,6 +11,7 @@ mod cmdb;
 mod freezes;
 mod hostile_input;
 mod incidents;
+mod notifications;
 mod operational;
 mod processes;
 mod support;

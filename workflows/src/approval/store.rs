@@ -6,6 +6,7 @@ use crate::change::{self, Change, ChangeEvent, RiskLevel};
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::Window;
+use crate::notify::{self, NotificationKind};
 use crate::process::Actor;
 use crate::store::{AuditContext, Db, WriteTx};
 use crate::text::{Description, Name};
@@ -162,7 +163,18 @@ pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreRe
     .bind(now)
     .execute(tx.conn())
     .await?;
-    Ok(())
+    request_votes(tx, change, &policy.stages[0].groups).await
+}
+
+/// Tells the approvers of the stage now open that the change waits for them.
+async fn request_votes(tx: &mut WriteTx<'_>, change: &Change, groups: &[String]) -> StoreResult<()> {
+    let approvers: Vec<String> =
+        eligible(tx.conn(), groups, &change.requester_id).await?.into_iter().map(|(id, _)| id).collect();
+    let subject = format!(
+        "Approval requested: {} {} (risk {} {:?})",
+        change.reference, change.title, change.risk.score, change.risk.level
+    );
+    notify::raise(tx, &approvers, NotificationKind::ApprovalRequested, "change", &change.id, &subject).await
 }
 
 /// Whether every stage of the change's round for its current revision has passed, and if not, why.
@@ -470,6 +482,12 @@ async fn advance(tx: &mut WriteTx<'_>, change: &Change, stage: usize) -> StoreRe
     .execute(tx.conn())
     .await?;
     let complete = complete_in(tx.conn(), change).await?.is_ok();
+    if !complete {
+        if let Some(round) = round_of(tx.conn(), change).await? {
+            let groups = round.policy.stages.get(round.stage).map(|s| s.groups.clone()).unwrap_or_default();
+            request_votes(tx, change, &groups).await?;
+        }
+    }
     if complete {
         change::fire_in(tx, &change.id, &Actor::System, ChangeEvent { event: "approve".into(), ..Default::default() })
             .await?;
@@ -511,6 +529,7 @@ pub async fn sweep_timeouts(db: &Db) -> StoreResult<usize> {
             TimeoutAction::Escalate(group) => {
                 mark(&group).execute(tx.conn()).await?;
                 tx.audit("approval.escalate", "change", &id, None::<&()>, Some(&record)).await?;
+                request_votes(&mut tx, &change, std::slice::from_ref(&group)).await?;
             }
             TimeoutAction::Reject => {
                 mark("").execute(tx.conn()).await?;

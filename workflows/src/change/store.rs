@@ -8,6 +8,7 @@ use crate::clock::{from_millis, to_millis};
 use crate::cmdb::{self, fetch_ci, Criticality};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
+use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Guard, GuardCheck};
 use crate::store::{AuditContext, Db, Filter, WriteTx};
 use crate::text::{Description, Name, Page, PageRequest};
@@ -583,6 +584,13 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
         crate::approval::open_round(tx, &before).await?;
     }
     let after = fetch(tx.conn(), id).await?;
+    if decision.effects.contains(&process::Effect::Notify)
+        && tx.context().actor_id.as_deref() != Some(&after.requester_id)
+    {
+        let subject = format!("{} {}: {} → {}", after.reference, after.title, before.state, to);
+        let recipients = [after.requester_id.clone()];
+        notify::raise(tx, &recipients, NotificationKind::ChangeUpdated, "change", id, &subject).await?;
+    }
     let snapshot = TransitionSnapshot {
         event: &e.event,
         from: &before.state,

@@ -6,6 +6,7 @@ use crate::audit::{self, AuditQuery, AuditRecord};
 use crate::clock::{from_millis, to_millis};
 use crate::cmdb::fetch_ci;
 use crate::error::{StoreError, StoreResult, ValidationError};
+use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Effect, Guard, GuardCheck};
 use crate::store::{AuditContext, Db, Filter, WriteTx};
 use crate::text::{Description, Name, Page, PageRequest};
@@ -552,6 +553,13 @@ pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: Inc
     )
     .await?;
     let after = fetch(tx.conn(), id).await?;
+    if let Some(assignee) = after.assignee_id.as_ref().filter(|_| decision.effects.contains(&Effect::Notify)) {
+        if tx.context().actor_id.as_ref() != Some(assignee) {
+            let subject = format!("{} {}: {} → {}", after.reference, after.title, row.state, decision.to);
+            let recipients = [assignee.clone()];
+            notify::raise(&mut tx, &recipients, NotificationKind::IncidentUpdated, "incident", id, &subject).await?;
+        }
+    }
     let snapshot = TransitionSnapshot {
         event: &e.event,
         from: &row.state,
@@ -661,6 +669,11 @@ pub async fn sla_sweep(db: &Db) -> StoreResult<Vec<Incident>> {
         .execute(tx.conn())
         .await?;
         let after = fetch(tx.conn(), &id).await?;
+        if let Some(assignee) = &after.assignee_id {
+            let subject = format!("{} {} breached its SLA; now {}", after.reference, after.title, after.priority);
+            let recipients = [assignee.clone()];
+            notify::raise(&mut tx, &recipients, NotificationKind::IncidentBreached, "incident", &id, &subject).await?;
+        }
         let action = if escalate { "incident.escalate" } else { "incident.breach" };
         tx.audit(action, "incident", &id, Some(&before), Some(&after)).await?;
         tx.commit().await?;

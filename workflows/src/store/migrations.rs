@@ -39,6 +39,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (5, "changes", include_str!("../../migrations/sqlite/0005_changes.sql")),
     (6, "approvals", include_str!("../../migrations/sqlite/0006_approvals.sql")),
     (7, "incident_links", include_str!("../../migrations/sqlite/0007_incident_links.sql")),
+    (8, "notifications", include_str!("../../migrations/sqlite/0008_notifications.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -48,6 +49,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (5, "changes", include_str!("../../migrations/postgres/0005_changes.sql")),
     (6, "approvals", include_str!("../../migrations/postgres/0006_approvals.sql")),
     (7, "incident_links", include_str!("../../migrations/postgres/0007_incident_links.sql")),
+    (8, "notifications", include_str!("../../migrations/postgres/0008_notifications.sql")),
 ];
 
 /// The migrator for `engine`.
