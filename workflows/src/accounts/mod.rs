@@ -1,10 +1,14 @@
 //! Accounts and access: users, groups, roles, and the bearer tokens they sign in with.
 
+mod groups;
 mod password;
-mod store;
+mod tokens;
+mod users;
 
+pub use groups::*;
 pub use password::{hash_password, verify_password, Password};
-pub use store::*;
+pub use tokens::*;
+pub use users::*;
 
 use crate::error::ValidationError;
 use serde::{Deserialize, Serialize};

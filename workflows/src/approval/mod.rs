@@ -3,8 +3,16 @@
 //! their own change; one person counts once); time-bounded delegation; per-stage timeouts; votes bound to
 //! the change revision they were cast on.
 
+mod delegation;
+mod policies;
 mod policy;
-mod store;
+mod rounds;
+mod timeouts;
+mod votes;
 
+pub use delegation::*;
+pub use policies::*;
 pub use policy::{ApprovalPolicy, Rule, Stage, TimeoutAction, DEFAULT_GROUPS, DEFAULT_POLICIES};
-pub use store::*;
+pub(crate) use rounds::{complete_in, open_round};
+pub use timeouts::*;
+pub use votes::*;

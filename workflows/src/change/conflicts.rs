@@ -2,7 +2,7 @@
 //! service and its VMs), and hosts that overlapping changes would fill beyond their capacity.
 
 use super::plan::Operation;
-use super::store::{fetch, Change};
+use super::record::{fetch, Change};
 use crate::clock::to_millis;
 use crate::cmdb::{fetch_ci, CiKind};
 use crate::error::StoreResult;

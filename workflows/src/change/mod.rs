@@ -3,17 +3,24 @@
 //! operations, and runs the process definition of its kind. Every edit increments its revision.
 //!
 //! Layout: `plan` — operations and their inverses; `risk` — the risk score and its explanation;
-//! `store` — changes in the store and their lifecycle; `conflicts` — overlapping work on related CIs.
+//! `record` — the stored change; `request` — requests and edits; `lifecycle` — events, guards, overrides;
+//! `query` — lists and timelines; `conflicts` — overlapping work on related CIs.
 
 mod conflicts;
+mod lifecycle;
 mod plan;
+mod query;
+mod record;
+mod request;
 mod risk;
-mod store;
 
 pub use conflicts::{conflicts_of, Conflict};
+pub use lifecycle::*;
 pub use plan::{Operation, RollbackStep};
+pub use query::*;
+pub use record::*;
+pub use request::*;
 pub use risk::{Risk, RiskFactor, RiskLevel};
-pub use store::*;
 
 use serde::{Deserialize, Serialize};
 

@@ -5,9 +5,19 @@
 //! one step). A second report carrying the dedup key of an open incident updates it instead of opening
 //! another. States and who may move between them come from the `incident` process definition.
 
-mod store;
+mod events;
+mod links;
+mod query;
+mod record;
+mod report;
+mod sla;
 
-pub use store::*;
+pub use events::*;
+pub use links::*;
+pub use query::*;
+pub use record::*;
+pub use report::*;
+pub use sla::*;
 
 use crate::error::ValidationError;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,126 @@
+//! The round of approval a change revision goes through, and who may vote in its open stage.
+
+use super::policy::ApprovalPolicy;
+use crate::change::Change;
+use crate::clock::to_millis;
+use crate::error::{StoreError, StoreResult};
+use crate::notify::{self, NotificationKind};
+use crate::store::WriteTx;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments};
+
+use super::policies::*;
+
+pub(super) struct Round {
+    pub(super) policy: ApprovalPolicy,
+    pub(super) stage: usize,
+    pub(super) stage_opened_at: i64,
+    pub(super) escalated_groups: Vec<String>,
+    pub(super) timed_out: bool,
+}
+
+pub(super) async fn round_of(conn: &mut AnyConnection, change: &Change) -> StoreResult<Option<Round>> {
+    let row: Option<(String, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT policy, stage, stage_opened_at, escalated_groups, timed_out FROM approval_rounds \
+         WHERE change_id = $1 AND revision = $2",
+    )
+    .bind(&change.id)
+    .bind(change.revision)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(policy, stage, opened, escalated, timed_out)| {
+        Ok(Round {
+            policy: serde_json::from_str(&policy)
+                .map_err(|e| StoreError::Internal(format!("stored approval round does not parse: {e}")))?,
+            stage: usize::try_from(stage).unwrap_or(usize::MAX),
+            stage_opened_at: opened,
+            escalated_groups: escalated.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+            timed_out: timed_out != 0,
+        })
+    })
+    .transpose()
+}
+
+/// Opens the round of approval for the change's current revision under the policy its kind and risk select.
+pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreResult<()> {
+    let policies = policies_in(tx.conn()).await?;
+    let policy = policies.into_iter().find(|p| p.applies(change.kind, change.risk.level)).ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "no approval policy applies to a {} change of {:?} risk: an administrator must add one",
+            change.kind.as_str(),
+            change.risk.level
+        ))
+    })?;
+    let body = serde_json::to_string(&policy).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let now = to_millis(tx.now());
+    sqlx::query("DELETE FROM approval_rounds WHERE change_id = $1 AND revision = $2")
+        .bind(&change.id)
+        .bind(change.revision)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query(
+        "INSERT INTO approval_rounds (change_id, revision, policy, stage, stage_opened_at, escalated_groups, timed_out) \
+         VALUES ($1, $2, $3, 0, $4, '', 0)",
+    )
+    .bind(&change.id)
+    .bind(change.revision)
+    .bind(&body)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    request_votes(tx, change, &policy.stages[0].groups).await
+}
+
+/// Tells the approvers of the stage now open that the change waits for them.
+pub(super) async fn request_votes(tx: &mut WriteTx<'_>, change: &Change, groups: &[String]) -> StoreResult<()> {
+    let approvers: Vec<String> =
+        eligible(tx.conn(), groups, &change.requester_id).await?.into_iter().map(|(id, _)| id).collect();
+    let subject = format!(
+        "Approval requested: {} {} (risk {} {:?})",
+        change.reference, change.title, change.risk.score, change.risk.level
+    );
+    notify::raise(tx, &approvers, NotificationKind::ApprovalRequested, "change", &change.id, &subject).await
+}
+
+/// Whether every stage of the change's round for its current revision has passed, and if not, why.
+pub(crate) async fn complete_in(conn: &mut AnyConnection, change: &Change) -> StoreResult<Result<(), String>> {
+    Ok(match round_of(conn, change).await? {
+        None => Err(format!("revision {} has no approval round", change.revision)),
+        Some(r) if r.stage >= r.policy.stages.len() => Ok(()),
+        Some(r) => Err(format!("stage {} ({}) has not approved yet", r.stage + 1, r.policy.stages[r.stage].name)),
+    })
+}
+
+/// Enabled members of the named groups, except `requester`: (id, username).
+pub(super) async fn eligible(
+    conn: &mut AnyConnection,
+    groups: &[String],
+    requester: &str,
+) -> StoreResult<Vec<(String, String)>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = AnyArguments::default();
+    let _ = args.add(requester.to_owned());
+    let placeholders: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let _ = args.add(g.clone());
+            format!("${}", i + 2)
+        })
+        .collect();
+    let sql = format!(
+        "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
+         JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND g.name IN ({}) \
+         ORDER BY u.username",
+        placeholders.join(", ")
+    );
+    Ok(sqlx::query_as_with(&sql, args).fetch_all(conn).await?)
+}
+
+pub(super) fn stage_groups(round: &Round) -> Vec<String> {
+    let mut g = round.policy.stages[round.stage].groups.clone();
+    g.extend(round.escalated_groups.iter().cloned());
+    g
+}

@@ -1,0 +1,294 @@
+//! Votes: who may cast them, how they count, and what the deciding vote does.
+
+use super::policy::Rule;
+use crate::accounts::Principal;
+use crate::change::{self, Change, ChangeEvent};
+use crate::clock::{from_millis, to_millis};
+use crate::error::{StoreError, StoreResult, ValidationError};
+use crate::process::Actor;
+use crate::store::{AuditContext, Db, WriteTx};
+use crate::text::Description;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use time::OffsetDateTime;
+
+use super::rounds::*;
+
+/// A vote as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Vote {
+    pub stage: i64,
+    pub voter: String,
+    /// The approver the vote counts for: the voter, or whom a delegate acted for.
+    pub counted_as: String,
+    pub decision: String,
+    pub comment: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Where a stage stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StageStatus {
+    pub name: String,
+    pub rule: Rule,
+    /// `passed`, `open` or `waiting`.
+    pub status: String,
+    /// Usernames who may approve (the requester never).
+    pub approvers: Vec<String>,
+    pub approvals: u32,
+}
+
+/// The approval state of a change's current revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApprovalStatus {
+    pub change_id: String,
+    pub revision: i64,
+    pub policy: Option<String>,
+    pub complete: bool,
+    pub stages: Vec<StageStatus>,
+    /// Votes on this revision; votes on earlier revisions no longer count.
+    pub votes: Vec<Vote>,
+}
+
+pub(super) async fn votes_of(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<Vote>> {
+    let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT stage, voter, counted_as, decision, comment, at FROM approval_votes \
+         WHERE change_id = $1 AND revision = $2 ORDER BY at, id",
+    )
+    .bind(&change.id)
+    .bind(change.revision)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(stage, voter, counted_as, decision, comment, at)| Vote {
+            stage,
+            voter,
+            counted_as,
+            decision,
+            comment,
+            at: from_millis(at),
+        })
+        .collect())
+}
+
+pub async fn approval_status(db: &Db, change_id: &str) -> StoreResult<ApprovalStatus> {
+    let mut conn = db.pool().acquire().await?;
+    let change = change::fetch_in(&mut conn, change_id).await?;
+    status_in(&mut conn, &change).await
+}
+
+pub(super) async fn status_in(conn: &mut AnyConnection, change: &Change) -> StoreResult<ApprovalStatus> {
+    let votes = votes_of(conn, change).await?;
+    let Some(round) = round_of(conn, change).await? else {
+        return Ok(ApprovalStatus {
+            change_id: change.id.clone(),
+            revision: change.revision,
+            policy: None,
+            complete: false,
+            stages: Vec::new(),
+            votes,
+        });
+    };
+    let mut stages = Vec::new();
+    for (i, s) in round.policy.stages.iter().enumerate() {
+        let mut groups = s.groups.clone();
+        if i == round.stage {
+            groups.extend(round.escalated_groups.iter().cloned());
+        }
+        let approvers = eligible(conn, &groups, &change.requester_id).await?.into_iter().map(|(_, u)| u).collect();
+        let approvals = votes.iter().filter(|v| v.stage == i as i64 && v.decision == "approve").count() as u32;
+        let status = match i.cmp(&round.stage) {
+            std::cmp::Ordering::Less => "passed",
+            std::cmp::Ordering::Equal => "open",
+            std::cmp::Ordering::Greater => "waiting",
+        };
+        stages.push(StageStatus {
+            name: s.name.clone(),
+            rule: s.rule,
+            status: status.to_owned(),
+            approvers,
+            approvals,
+        });
+    }
+    Ok(ApprovalStatus {
+        change_id: change.id.clone(),
+        revision: change.revision,
+        policy: Some(round.policy.name.clone()),
+        complete: round.stage >= round.policy.stages.len(),
+        stages,
+        votes,
+    })
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// Casts `voter`'s vote on the change's current revision. A requester never approves their own change;
+/// a person counts once per stage, whether they vote or a delegate votes for them; a rejection needs a
+/// comment and rejects the change; the vote that completes the last stage approves it.
+pub async fn vote(
+    db: &Db,
+    ctx: &AuditContext,
+    change_id: &str,
+    voter: &Principal,
+    decision: Decision,
+    comment: Option<&str>,
+) -> StoreResult<ApprovalStatus> {
+    let comment = Description::parse("comment", comment.unwrap_or(""))?;
+    if decision == Decision::Reject && comment.as_str().trim().is_empty() {
+        return Err(ValidationError::new("comment", "a rejection needs a comment").into());
+    }
+    let mut tx = db.write(ctx).await?;
+    let change = change::fetch_in(tx.conn(), change_id).await?;
+    if change.state != "awaiting_approval" {
+        return Err(StoreError::Conflict(format!("{} is {}, not awaiting approval", change.reference, change.state)));
+    }
+    if voter.user_id == change.requester_id {
+        return Err(StoreError::Forbidden(format!("you requested {}: someone else must approve it", change.reference)));
+    }
+    let round = round_of(tx.conn(), &change)
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("{} has no approval round open", change.reference)))?;
+    let stage = round.stage;
+    let Some(stage_def) = round.policy.stages.get(stage) else {
+        return Err(StoreError::Conflict(format!("{} is already approved", change.reference)));
+    };
+    let approvers = eligible(tx.conn(), &stage_groups(&round), &change.requester_id).await?;
+    let voted: Vec<(String,)> = sqlx::query_as(
+        "SELECT counted_as_id FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3",
+    )
+    .bind(&change.id)
+    .bind(change.revision)
+    .bind(stage as i64)
+    .fetch_all(tx.conn())
+    .await?;
+    let has_voted = |id: &str| voted.iter().any(|(v,)| v == id);
+    let counted_as = if let Some(me) = approvers.iter().find(|(id, _)| *id == voter.user_id) {
+        if has_voted(&me.0) {
+            return Err(StoreError::Conflict(format!("{} has already voted on this stage", me.1)));
+        }
+        me.clone()
+    } else {
+        let now = to_millis(tx.now());
+        let delegators: Vec<(String,)> = sqlx::query_as(
+            "SELECT from_user_id FROM delegations WHERE to_user_id = $1 AND starts_at <= $2 AND ends_at > $2 \
+             ORDER BY starts_at, id",
+        )
+        .bind(&voter.user_id)
+        .bind(now)
+        .fetch_all(tx.conn())
+        .await?;
+        let candidates: Vec<&(String, String)> =
+            approvers.iter().filter(|(id, _)| delegators.iter().any(|(d,)| d == id)).collect();
+        match candidates.iter().find(|(id, _)| !has_voted(id)) {
+            Some(member) => (*member).clone(),
+            None if !candidates.is_empty() => {
+                return Err(StoreError::Conflict("everyone you stand in for has already voted on this stage".into()))
+            }
+            None => {
+                return Err(StoreError::Forbidden(format!(
+                    "you are not an approver of stage {} ({}) of {}",
+                    stage + 1,
+                    stage_def.name,
+                    change.reference
+                )))
+            }
+        }
+    };
+    let delegated = counted_as.0 != voter.user_id;
+    let now = to_millis(tx.now());
+    sqlx::query(
+        "INSERT INTO approval_votes (id, change_id, revision, stage, voter_id, voter, counted_as_id, counted_as, \
+         decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&change.id)
+    .bind(change.revision)
+    .bind(stage as i64)
+    .bind(&voter.user_id)
+    .bind(&voter.username)
+    .bind(&counted_as.0)
+    .bind(&counted_as.1)
+    .bind(match decision {
+        Decision::Approve => "approve",
+        Decision::Reject => "reject",
+    })
+    .bind(comment.as_str())
+    .bind(now)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| StoreError::unique_as_conflict(e, format!("{} has already voted on this stage", counted_as.1)))?;
+    let record = serde_json::json!({
+        "revision": change.revision, "stage": stage, "stage_name": stage_def.name,
+        "decision": decision, "comment": comment.as_str(), "counted_as": counted_as.1,
+    });
+    if delegated {
+        tx.acting_for(Some(counted_as.1.clone()));
+    }
+    tx.audit("approval.vote", "change", &change.id, None::<&()>, Some(&record)).await?;
+    tx.acting_for(None);
+    match decision {
+        Decision::Reject => {
+            let event =
+                ChangeEvent { event: "reject".into(), comment: Some(comment.as_str().to_owned()), review: None };
+            change::fire_in(&mut tx, &change.id, &Actor::System, event).await?;
+        }
+        Decision::Approve => {
+            let approvals = 1 + voted.len() as u32 - rejected_count(tx.conn(), &change, stage).await?;
+            if stage_def.rule.met(approvals, approvers.len() as u32) {
+                advance(&mut tx, &change, stage).await?;
+            }
+        }
+    }
+    let after = change::fetch_in(tx.conn(), &change.id).await?;
+    let status = status_in(tx.conn(), &after).await?;
+    tx.commit().await?;
+    Ok(status)
+}
+
+pub(super) async fn rejected_count(conn: &mut AnyConnection, change: &Change, stage: usize) -> StoreResult<u32> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3 AND decision = 'reject'",
+    )
+    .bind(&change.id)
+    .bind(change.revision)
+    .bind(stage as i64)
+    .fetch_one(conn)
+    .await?;
+    Ok(u32::try_from(n).unwrap_or(0))
+}
+
+/// Passes `stage`; passing the last one approves the change.
+pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, stage: usize) -> StoreResult<()> {
+    let now = to_millis(tx.now());
+    sqlx::query(
+        "UPDATE approval_rounds SET stage = $1, stage_opened_at = $2, escalated_groups = '', timed_out = 0 \
+         WHERE change_id = $3 AND revision = $4 AND stage = $5",
+    )
+    .bind(stage as i64 + 1)
+    .bind(now)
+    .bind(&change.id)
+    .bind(change.revision)
+    .bind(stage as i64)
+    .execute(tx.conn())
+    .await?;
+    let complete = complete_in(tx.conn(), change).await?.is_ok();
+    if !complete {
+        if let Some(round) = round_of(tx.conn(), change).await? {
+            let groups = round.policy.stages.get(round.stage).map(|s| s.groups.clone()).unwrap_or_default();
+            request_votes(tx, change, &groups).await?;
+        }
+    }
+    if complete {
+        change::fire_in(tx, &change.id, &Actor::System, ChangeEvent { event: "approve".into(), ..Default::default() })
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Events through a change's process, the guards they check, and conflict overrides.
+
+use crate::accounts::RoleSet;
+use crate::clock::to_millis;
+use crate::error::{StoreResult, ValidationError};
+use crate::freeze::{freezes_covering, Window};
+use crate::notify::{self, NotificationKind};
+use crate::process::{self, Actor, Guard, GuardCheck};
+use crate::store::{AuditContext, Db, WriteTx};
+use crate::text::Description;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::record::*;
+
+/// An event a person fires on a change.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeEvent {
+    pub event: String,
+    pub comment: Option<String>,
+    /// The post-implementation review, for `close`.
+    pub review: Option<String>,
+}
+
+/// What an audit record of a change transition holds.
+#[derive(Debug, Serialize)]
+struct TransitionSnapshot<'a> {
+    event: &'a str,
+    from: &'a str,
+    to: &'a str,
+    comment: Option<&'a str>,
+    change: &'a Change,
+}
+
+/// The guards of a change, each worked out only when a transition asks for it.
+struct ChangeGuards<'a> {
+    change: &'a Change,
+    now: OffsetDateTime,
+    comment: Option<&'a str>,
+    review: Option<&'a str>,
+    frozen: Vec<String>,
+    conflicts: usize,
+    approvals: Result<(), String>,
+}
+
+impl GuardCheck for ChangeGuards<'_> {
+    fn check(&self, guard: Guard) -> Result<(), String> {
+        let blank = |s: Option<&str>| s.is_none_or(|s| s.trim().is_empty());
+        match guard {
+            Guard::WindowOpen if self.now < self.change.window_start || self.now >= self.change.window_end => {
+                Err(format!("the window runs from {} to {}", self.change.window_start, self.change.window_end))
+            }
+            Guard::NotFrozen if !self.frozen.is_empty() => Err(format!("frozen by {}", self.frozen.join(", "))),
+            Guard::NoUnresolvedConflict if self.conflicts > 0 => Err(format!(
+                "{} conflict(s) with other changes; a change manager may override them with a reason",
+                self.conflicts
+            )),
+            Guard::ApprovalsComplete => self.approvals.clone(),
+            Guard::CommentGiven if blank(self.comment) => Err("a comment is required".to_owned()),
+            Guard::ReviewRecorded if blank(self.review) && blank(self.change.review.as_deref()) => {
+                Err("closing records a post-implementation review".to_owned())
+            }
+            Guard::AssigneeSet => Err("changes have no assignee".to_owned()),
+            Guard::ManualWork if !self.change.operations.is_empty() => Err(format!(
+                "{} has automated operations; the control plane reports their outcome",
+                self.change.reference
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Fires `e` on a change for `actor` (a person's roles, or the system), under the process version it
+/// started with. Guards are evaluated against the store inside the same transaction as the transition.
+pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
+    let mut tx = db.write(ctx).await?;
+    let after = fire_in(&mut tx, id, actor, e).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).
+pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
+    let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
+    let review = e.review.as_deref().map(|r| Description::parse("review", r)).transpose()?;
+    let before = fetch(tx.conn(), id).await?;
+    let def = process::get_definition_in(tx.conn(), &before.process, Some(before.process_version)).await?;
+    let transition = def.definition.transitions.iter().find(|t| t.event == e.event && t.from.contains(&before.state));
+    let needs = |g: Guard| transition.is_some_and(|t| t.guards.contains(&g));
+    let window = Window { start: before.window_start, end: before.window_end };
+    let frozen = if needs(Guard::NotFrozen) {
+        freezes_covering(tx.conn(), &before.ci_ids, window).await?.into_iter().map(|f| f.name).collect()
+    } else {
+        Vec::new()
+    };
+    let conflicts = if needs(Guard::NoUnresolvedConflict) && !overridden(&before) {
+        super::conflicts::conflicts_in(tx.conn(), &before).await?.len()
+    } else {
+        0
+    };
+    let approvals =
+        if needs(Guard::ApprovalsComplete) { crate::approval::complete_in(tx.conn(), &before).await? } else { Ok(()) };
+    let guards = ChangeGuards {
+        change: &before,
+        now: tx.now(),
+        comment: comment.as_ref().map(Description::as_str),
+        review: review.as_ref().map(Description::as_str),
+        frozen,
+        conflicts,
+        approvals,
+    };
+    let decision = process::decide(&def.definition, &before.state, &e.event, actor, &guards)?;
+    let to = decision.to.to_owned();
+    apply(tx, &before, &to, review.as_ref().map(Description::as_str)).await?;
+    if decision.effects.contains(&process::Effect::RequestApprovals) {
+        crate::approval::open_round(tx, &before).await?;
+    }
+    let after = fetch(tx.conn(), id).await?;
+    if decision.effects.contains(&process::Effect::Notify)
+        && tx.context().actor_id.as_deref() != Some(&after.requester_id)
+    {
+        let subject = format!("{} {}: {} → {}", after.reference, after.title, before.state, to);
+        let recipients = [after.requester_id.clone()];
+        notify::raise(tx, &recipients, NotificationKind::ChangeUpdated, "change", id, &subject).await?;
+    }
+    let snapshot = TransitionSnapshot {
+        event: &e.event,
+        from: &before.state,
+        to: &to,
+        comment: comment.as_ref().map(Description::as_str),
+        change: &after,
+    };
+    tx.audit(&format!("change.{}", e.event), "change", id, Some(&before), Some(&snapshot)).await?;
+    Ok(after)
+}
+
+/// A person's roles as a process actor.
+pub fn person(roles: &RoleSet) -> Actor {
+    Actor::Person(roles.clone())
+}
+
+fn overridden(c: &Change) -> bool {
+    c.conflict_override.as_ref().is_some_and(|o| o.revision == c.revision)
+}
+
+async fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) -> StoreResult<()> {
+    sqlx::query("UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4")
+        .bind(to)
+        .bind(review)
+        .bind(to_millis(tx.now()))
+        .bind(&before.id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Records a change manager's decision to schedule this revision despite its conflicts.
+pub async fn override_conflicts(db: &Db, ctx: &AuditContext, id: &str, reason: Description) -> StoreResult<Change> {
+    if reason.as_str().trim().is_empty() {
+        return Err(ValidationError::new("reason", "an override needs a reason").into());
+    }
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    let o = ConflictOverride {
+        reason: reason.as_str().to_owned(),
+        by: ctx.actor.clone(),
+        revision: before.revision,
+        at: tx.now(),
+    };
+    sqlx::query("UPDATE changes SET conflict_override = $1, updated_at = $2 WHERE id = $3")
+        .bind(to_json(&o)?)
+        .bind(to_millis(tx.now()))
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    let after = fetch(tx.conn(), id).await?;
+    tx.audit("change.override_conflicts", "change", id, Some(&before), Some(&after)).await?;
+    tx.commit().await?;
+    Ok(after)
+}

@@ -1,0 +1,148 @@
+//! Changes as stored: the record, its rows, and reading one back.
+
+use super::plan::{Operation, RollbackStep};
+use super::risk::Risk;
+use super::ChangeKind;
+use crate::clock::from_millis;
+use crate::error::{StoreError, StoreResult};
+use crate::store::Db;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, FromRow};
+use time::OffsetDateTime;
+
+/// A change as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Change {
+    pub id: String,
+    /// Human reference, e.g. `CHG-000042`.
+    pub reference: String,
+    pub kind: ChangeKind,
+    pub title: String,
+    pub description: String,
+    pub state: String,
+    pub process: String,
+    pub process_version: i64,
+    /// Increments with every edit; approvals bind to it.
+    pub revision: i64,
+    pub requester_id: String,
+    pub requester: String,
+    /// Every CI the change touches: those named and those its operations act on.
+    pub ci_ids: Vec<String>,
+    pub operations: Vec<Operation>,
+    /// Derived from the operations, last first.
+    pub rollback: Vec<RollbackStep>,
+    pub risk: Risk,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_end: OffsetDateTime,
+    pub conflict_override: Option<ConflictOverride>,
+    /// The post-implementation review, recorded when the change is closed.
+    pub review: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A change manager's decision to schedule despite conflicts, for one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConflictOverride {
+    pub reason: String,
+    pub by: String,
+    pub revision: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(FromRow)]
+pub(super) struct ChangeRow {
+    pub(super) id: String,
+    pub(super) number: i64,
+    pub(super) kind: String,
+    pub(super) title: String,
+    pub(super) description: String,
+    pub(super) state: String,
+    pub(super) process_name: String,
+    pub(super) process_version: i64,
+    pub(super) revision: i64,
+    pub(super) requester_id: String,
+    pub(super) requester: String,
+    pub(super) operations: String,
+    pub(super) rollback: String,
+    pub(super) risk: String,
+    pub(super) window_start: i64,
+    pub(super) window_end: i64,
+    pub(super) conflict_override: Option<String>,
+    pub(super) review: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+pub(super) const COLUMNS: &str =
+    "id, number, kind, title, description, state, process_name, process_version, revision, \
+    requester_id, requester, operations, rollback, risk, window_start, window_end, conflict_override, review, \
+    created_at, updated_at";
+
+pub(super) fn json<T: for<'de> Deserialize<'de>>(id: &str, what: &str, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("stored change {id} has a bad {what}: {e}")))
+}
+
+pub(super) fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot serialise: {e}")))
+}
+
+impl ChangeRow {
+    pub(super) fn into_change(self, ci_ids: Vec<String>) -> StoreResult<Change> {
+        Ok(Change {
+            reference: format!("CHG-{:06}", self.number),
+            kind: ChangeKind::parse(&self.kind)
+                .ok_or_else(|| StoreError::Internal(format!("stored change {} has a bad kind", self.id)))?,
+            operations: json(&self.id, "operations", &self.operations)?,
+            rollback: json(&self.id, "rollback plan", &self.rollback)?,
+            risk: json(&self.id, "risk", &self.risk)?,
+            conflict_override: self.conflict_override.as_deref().map(|o| json(&self.id, "override", o)).transpose()?,
+            window_start: from_millis(self.window_start),
+            window_end: from_millis(self.window_end),
+            created_at: from_millis(self.created_at),
+            updated_at: from_millis(self.updated_at),
+            ci_ids,
+            id: self.id,
+            title: self.title,
+            description: self.description,
+            state: self.state,
+            process: self.process_name,
+            process_version: self.process_version,
+            revision: self.revision,
+            requester_id: self.requester_id,
+            requester: self.requester,
+            review: self.review,
+        })
+    }
+}
+
+pub(crate) async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<Change> {
+    if id.contains('\0') {
+        return Err(StoreError::not_found("change", id));
+    }
+    let row: Option<ChangeRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM changes WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let row = row.ok_or_else(|| StoreError::not_found("change", id))?;
+    let cis: Vec<(String,)> = sqlx::query_as("SELECT ci_id FROM change_cis WHERE change_id = $1 ORDER BY ci_id")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    row.into_change(cis.into_iter().map(|(c,)| c).collect())
+}
+
+/// A change read on a given connection, e.g. inside a write transaction.
+pub async fn fetch_in(conn: &mut AnyConnection, id: &str) -> StoreResult<Change> {
+    fetch(conn, id).await
+}
+
+pub async fn get_change(db: &Db, id: &str) -> StoreResult<Change> {
+    let mut conn = db.pool().acquire().await?;
+    fetch(&mut conn, id).await
+}

@@ -1,0 +1,301 @@
+//! Requests and edits: a plan worked out against the CMDB into its CIs, rollback plan and risk.
+
+use super::plan::{Operation, RollbackStep};
+use super::risk::{self, Risk, RiskInputs};
+use super::ChangeKind;
+use crate::accounts::Principal;
+use crate::clock::to_millis;
+use crate::cmdb::{self, fetch_ci, Criticality};
+use crate::error::{StoreError, StoreResult, ValidationError};
+use crate::freeze::{freezes_covering, Window};
+use crate::process::{self, Actor};
+use crate::store::{AuditContext, Db};
+use crate::text::{Description, Name};
+use sqlx::AnyConnection;
+use std::collections::BTreeSet;
+
+use super::record::*;
+
+/// A change as requested, checked for everything that needs no database.
+#[derive(Debug, Clone)]
+pub struct ChangeSpec {
+    pub kind: ChangeKind,
+    pub title: Name,
+    pub description: Description,
+    pub ci_ids: Vec<String>,
+    pub operations: Vec<Operation>,
+    pub window: Window,
+}
+
+impl ChangeSpec {
+    pub const MAX_OPERATIONS: usize = 100;
+    pub const MAX_CIS: usize = 500;
+
+    pub fn check(&self) -> Result<(), ValidationError> {
+        if self.operations.len() > Self::MAX_OPERATIONS {
+            return Err(ValidationError::new("operations", format!("at most {}", Self::MAX_OPERATIONS)));
+        }
+        if self.ci_ids.len() > Self::MAX_CIS {
+            return Err(ValidationError::new("ci_ids", format!("at most {}", Self::MAX_CIS)));
+        }
+        for (i, op) in self.operations.iter().enumerate() {
+            op.validate(i)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a plan works out to against the CMDB: every CI touched, the rollback plan, the risk.
+struct Worked {
+    ci_ids: Vec<String>,
+    rollback: Vec<RollbackStep>,
+    risk: Risk,
+}
+
+async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> StoreResult<Worked> {
+    spec.check()?;
+    let mut cis: BTreeSet<String> = BTreeSet::new();
+    for id in &spec.ci_ids {
+        if fetch_ci(conn, id).await?.is_none() {
+            return Err(ValidationError::new("ci_ids", format!("no CI has id {id}")).into());
+        }
+        cis.insert(id.clone());
+    }
+    let mut rollback = Vec::with_capacity(spec.operations.len());
+    for (i, op) in spec.operations.iter().enumerate() {
+        let mut target = None;
+        for (field, id, kind) in op.references() {
+            match fetch_ci(conn, id).await? {
+                Some(ci) if ci.kind == kind => {
+                    cis.insert(ci.id.clone());
+                    if target.is_none() {
+                        target = Some(ci);
+                    }
+                }
+                Some(ci) => {
+                    return Err(ValidationError::new(
+                        format!("operations[{i}].{field}"),
+                        format!("{id} is a {}, not a {kind}", ci.kind),
+                    )
+                    .into())
+                }
+                None => {
+                    return Err(
+                        ValidationError::new(format!("operations[{i}].{field}"), format!("no CI has id {id}")).into()
+                    )
+                }
+            }
+        }
+        rollback.push(op.inverse(target.as_ref()));
+    }
+    rollback.reverse();
+    let ci_ids: Vec<String> = cis.into_iter().collect();
+    let risk = assess(conn, db, spec, &ci_ids).await?;
+    Ok(Worked { ci_ids, rollback, risk })
+}
+
+/// Gathers the facts the risk score weighs.
+async fn assess(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, ci_ids: &[String]) -> StoreResult<Risk> {
+    let mut affected = BTreeSet::new();
+    let mut services = BTreeSet::new();
+    let mut max_criticality: Option<Criticality> = None;
+    for id in ci_ids {
+        if let Some(ci) = fetch_ci(conn, id).await? {
+            max_criticality = max_criticality.max(Some(ci.criticality));
+        }
+        let walk = cmdb::impact_in(conn, id, 4).await?;
+        for a in walk.affected {
+            if a.ci.kind == cmdb::CiKind::Service {
+                services.insert(a.ci.id.clone());
+            }
+            affected.insert(a.ci.id);
+        }
+    }
+    let now = to_millis(db.clock().now());
+    let (mut open, mut recent) = (0, 0);
+    for id in ci_ids {
+        let (o, r): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN i.resolved_at IS NULL THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN i.resolved_at >= $2 THEN 1 ELSE 0 END), 0) \
+             FROM incidents i JOIN incident_cis c ON c.incident_id = i.id WHERE c.ci_id = $1",
+        )
+        .bind(id)
+        .bind(now - 7 * 86_400_000)
+        .fetch_one(&mut *conn)
+        .await?;
+        open += o;
+        recent += r;
+    }
+    let signature = operation_signature(&spec.operations);
+    // The last hundred finished changes with the same operations: recent enough to matter, bounded in cost.
+    let finished: Vec<(String,)> = sqlx::query_as(
+        "SELECT state FROM changes WHERE kind = $1 AND signature = $2 \
+         AND state IN ('completed', 'failed', 'rolled_back', 'closed') ORDER BY number DESC LIMIT 100",
+    )
+    .bind(spec.kind.as_str())
+    .bind(&signature)
+    .fetch_all(&mut *conn)
+    .await?;
+    let failed = finished.iter().filter(|(s,)| s == "failed" || s == "rolled_back").count() as i64;
+    let history = (failed, finished.len() as i64);
+    Ok(risk::score(&RiskInputs {
+        kind: Some(spec.kind),
+        operation_kinds: spec.operations.iter().map(Operation::kind).collect(),
+        affected: affected.len(),
+        services: services.len(),
+        max_criticality,
+        open_incidents: open,
+        recent_incidents: recent,
+        history,
+    }))
+}
+
+/// The operations' kinds, sorted: changes with the same signature share a failure history.
+pub(super) fn operation_signature(ops: &[Operation]) -> String {
+    let mut kinds: Vec<&str> = ops.iter().map(Operation::kind).collect();
+    kinds.sort_unstable();
+    kinds.join(",")
+}
+
+pub(super) async fn write_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
+    for ci in ci_ids {
+        sqlx::query("INSERT INTO change_cis (change_id, ci_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(ci)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records a change request as a draft of its kind's process, at the latest process version.
+pub async fn create_change(
+    db: &Db,
+    ctx: &AuditContext,
+    requester: &Principal,
+    spec: ChangeSpec,
+) -> StoreResult<Change> {
+    let mut tx = db.write(ctx).await?;
+    let worked = work_out(tx.conn(), db, &spec).await?;
+    let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
+    let (number,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(number), 0) + 1 FROM changes").fetch_one(tx.conn()).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = to_millis(tx.now());
+    sqlx::query(
+        "INSERT INTO changes (id, number, kind, title, description, state, process_name, process_version, revision, \
+         requester_id, requester, operations, signature, rollback, risk, risk_score, window_start, window_end, \
+         conflict_override, review, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $18)",
+    )
+    .bind(&id)
+    .bind(number)
+    .bind(spec.kind.as_str())
+    .bind(spec.title.as_str())
+    .bind(spec.description.as_str())
+    .bind(&def.definition.initial)
+    .bind(&def.name)
+    .bind(def.version)
+    .bind(&requester.user_id)
+    .bind(&requester.username)
+    .bind(to_json(&spec.operations)?)
+    .bind(operation_signature(&spec.operations))
+    .bind(to_json(&worked.rollback)?)
+    .bind(to_json(&worked.risk)?)
+    .bind(i64::from(worked.risk.score))
+    .bind(to_millis(spec.window.start))
+    .bind(to_millis(spec.window.end))
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    write_cis(tx.conn(), &id, &worked.ci_ids).await?;
+    let change = fetch(tx.conn(), &id).await?;
+    tx.audit("change.create", "change", &id, None::<&Change>, Some(&change)).await?;
+    tx.commit().await?;
+    Ok(change)
+}
+
+/// States in which a change's plan may still be edited.
+fn editable(state: &str) -> bool {
+    matches!(state, "draft" | "submitted" | "assessed" | "awaiting_approval" | "approved" | "scheduled")
+}
+
+/// Replaces a change's plan. The revision increments, so earlier votes and conflict overrides no longer
+/// count; an approved or scheduled change goes back to awaiting approval.
+pub async fn update_change(
+    db: &Db,
+    ctx: &AuditContext,
+    id: &str,
+    spec: ChangeSpec,
+    expected_revision: Option<i64>,
+) -> StoreResult<Change> {
+    let mut tx = db.write(ctx).await?;
+    let before = fetch(tx.conn(), id).await?;
+    if let Some(expected) = expected_revision.filter(|e| *e != before.revision) {
+        return Err(StoreError::Conflict(format!(
+            "change {} is at revision {}, not {expected}: reload it and apply your edit again",
+            before.reference, before.revision
+        )));
+    }
+    if spec.kind != before.kind {
+        return Err(ValidationError::new("kind", format!("is {} and cannot change", before.kind.as_str())).into());
+    }
+    if !editable(&before.state) {
+        return Err(StoreError::Conflict(format!(
+            "change {} is {} and its plan can no longer be edited",
+            before.reference, before.state
+        )));
+    }
+    let worked = work_out(tx.conn(), db, &spec).await?;
+    let def = process::get_definition_in(tx.conn(), &before.process, Some(before.process_version)).await?;
+    // Votes bind to a revision: an approved plan that changes must be approved again.
+    let state = match process::decide(&def.definition, &before.state, "revise", &Actor::System, &()) {
+        Ok(d) => d.to.to_owned(),
+        Err(_) => before.state.clone(),
+    };
+    sqlx::query(
+        "UPDATE changes SET title = $1, description = $2, operations = $3, signature = $4, rollback = $5, risk = $6, \
+         risk_score = $7, window_start = $8, window_end = $9, state = $10, revision = revision + 1, updated_at = $11 \
+         WHERE id = $12",
+    )
+    .bind(spec.title.as_str())
+    .bind(spec.description.as_str())
+    .bind(to_json(&spec.operations)?)
+    .bind(operation_signature(&spec.operations))
+    .bind(to_json(&worked.rollback)?)
+    .bind(to_json(&worked.risk)?)
+    .bind(i64::from(worked.risk.score))
+    .bind(to_millis(spec.window.start))
+    .bind(to_millis(spec.window.end))
+    .bind(&state)
+    .bind(to_millis(tx.now()))
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    write_cis(tx.conn(), id, &worked.ci_ids).await?;
+    let after = fetch(tx.conn(), id).await?;
+    if after.state == "scheduled" {
+        // A process with no way back to approval (standard changes) keeps the change scheduled: the edited
+        // plan must pass the checks scheduling made.
+        let window = Window { start: after.window_start, end: after.window_end };
+        let frozen = freezes_covering(tx.conn(), &after.ci_ids, window).await?;
+        let conflicts = super::conflicts::conflicts_in(tx.conn(), &after).await?;
+        if !frozen.is_empty() || !conflicts.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "{} is scheduled and the edited plan would be frozen or conflict ({} freeze window(s), {} conflict(s)): \
+                 cancel it and request it again",
+                after.reference,
+                frozen.len(),
+                conflicts.len()
+            )));
+        }
+    }
+    if after.state == "awaiting_approval" {
+        // Votes bind to the revision they were cast on: the new revision starts a new round.
+        crate::approval::open_round(&mut tx, &after).await?;
+    }
+    tx.audit("change.update", "change", id, Some(&before), Some(&after)).await?;
+    tx.commit().await?;
+    Ok(after)
+}
