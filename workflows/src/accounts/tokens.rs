@@ -153,19 +153,25 @@ async fn effective_roles(conn: &mut sqlx::AnyConnection, user_id: &str, direct: 
 /// The principal a bearer token stands for, if it is live: known, not revoked, not expired, user enabled.
 pub async fn authenticate(db: &Db, token: &str) -> StoreResult<Option<Principal>> {
     let now = to_millis(db.clock().now());
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
-        "SELECT t.id, u.id, u.username, u.roles FROM api_tokens t JOIN users u ON u.id = t.user_id \
+    // One round trip on every request: the token, its user, and each group's roles as extra rows.
+    let rows: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, u.id, u.username, u.roles, g.roles FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         LEFT JOIN group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = 0",
     )
     .bind(token_hash(token))
     .bind(now)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    let Some((token_id, user_id, username, direct)) = row else {
+    let Some((token_id, user_id, username, direct, _)) = rows.first().cloned() else {
         return Ok(None);
     };
-    let mut conn = db.pool().acquire().await?;
-    let roles = effective_roles(&mut conn, &user_id, &direct).await?;
+    let mut roles = RoleSet::from_column(&direct);
+    for (.., group_roles) in &rows {
+        if let Some(g) = group_roles {
+            roles.extend(&RoleSet::from_column(g));
+        }
+    }
     Ok(Some(Principal { user_id, username, roles, token_id }))
 }
 
