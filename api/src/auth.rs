@@ -80,9 +80,9 @@ pub struct Authorized<P: Permission> {
     _permission: PhantomData<fn() -> P>,
 }
 
-/// The request id the request-id layer assigned, if any.
+/// A client may name its own request id; one longer than 128 characters is not stored.
 pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 128).map(str::to_owned)
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {

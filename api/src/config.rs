@@ -243,6 +243,12 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return bad("server.max_body_bytes", "must be at least 1024");
         }
+        if self.auth.max_token_ttl_secs > 366 * 86_400 {
+            return bad("auth.max_token_ttl_secs", "must be at most 366 days");
+        }
+        if self.incident.response_secs.iter().chain(&self.incident.resolution_secs).any(|t| *t > 366 * 86_400) {
+            return bad("incident.resolution_secs", "SLA targets are at most 366 days");
+        }
         if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > self.auth.max_token_ttl_secs {
             return bad("auth.token_ttl_secs", "must be between 1 and auth.max_token_ttl_secs");
         }

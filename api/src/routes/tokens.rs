@@ -55,7 +55,9 @@ async fn issue_token(
             Ok((StatusCode::CREATED, Json(token)))
         }
         Err(SignInError::BadCredentials) => {
-            tracing::info!(user = %req.username, "sign-in refused");
+            // What was typed as a username may be a password pasted into the wrong field: log only a prefix.
+            let shown: String = req.username.chars().take(32).collect();
+            tracing::info!(user = %shown, "sign-in refused");
             Err(ApiError::unauthorized("invalid username or password"))
         }
         Err(SignInError::Store(e)) => Err(e.into()),

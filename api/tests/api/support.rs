@@ -78,8 +78,14 @@ pub fn encode(s: &str) -> String {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_clock(Clock::system()).await
+}
+
+/// [`spawn_app`] on `clock`: with a manual clock a test moves time for the store, its timers and tokens
+/// (which expire by it too).
+pub async fn spawn_app_with_clock(clock: Clock) -> TestApp {
     let database = fresh_database().await;
-    let db = Db::connect(database.url(), 4, Clock::system()).await.unwrap();
+    let db = Db::connect(database.url(), 4, clock).await.unwrap();
     bootstrap_admin(&db, Some(Password::parse("p", ADMIN_PASSWORD).unwrap())).await.unwrap();
     tollgate_workflows::process::seed_defaults(&db).await.unwrap();
     tollgate_workflows::approval::seed_defaults(&db).await.unwrap();

@@ -13,12 +13,18 @@ use time::{Duration, OffsetDateTime};
 use super::users::{count_users, create_user, new_id, NewUser, UserRow, USER_COLUMNS};
 
 /// A freshly issued bearer token. `token` is shown this once; the store keeps only its hash.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub id: String,
     pub token: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken").field("id", &self.id).field("token", &"[redacted]").finish()
+    }
 }
 
 /// A token as listed to its owner (never the secret).

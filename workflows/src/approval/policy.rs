@@ -106,6 +106,14 @@ impl ApprovalPolicy {
                 }
                 _ => {}
             }
+            if s.timeout_secs.is_some_and(|t| t > 366 * 86_400) {
+                return bad(format!("stage {i}: a timeout is at most 366 days"));
+            }
+            if let Rule::Quorum(n) = s.rule {
+                if n > 1000 {
+                    return bad(format!("stage {i}: a quorum of {n} can never gather"));
+                }
+            }
             if s.on_timeout.is_some() && s.timeout_secs.is_none_or(|t| t == 0) {
                 return bad(format!("stage {i}: on_timeout needs a positive timeout_secs"));
             }

@@ -73,8 +73,7 @@ pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreRe
 
 /// Tells the approvers of the stage now open that the change waits for them.
 pub(super) async fn request_votes(tx: &mut WriteTx<'_>, change: &Change, groups: &[String]) -> StoreResult<()> {
-    let approvers: Vec<String> =
-        eligible(tx.conn(), groups, &change.requester_id).await?.into_iter().map(|(id, _)| id).collect();
+    let approvers: Vec<String> = eligible(tx.conn(), groups, change).await?.into_iter().map(|(id, _)| id).collect();
     let subject = format!(
         "Approval requested: {} {} (risk {} {:?})",
         change.reference, change.title, change.risk.score, change.risk.level
@@ -95,25 +94,26 @@ pub(crate) async fn complete_in(conn: &mut AnyConnection, change: &Change) -> St
 pub(super) async fn eligible(
     conn: &mut AnyConnection,
     groups: &[String],
-    requester: &str,
+    change: &Change,
 ) -> StoreResult<Vec<(String, String)>> {
     if groups.is_empty() {
         return Ok(Vec::new());
     }
     let mut args = AnyArguments::default();
-    let _ = args.add(requester.to_owned());
+    let _ = args.add(change.requester_id.clone());
+    let _ = args.add(change.revised_by_id.clone());
     let placeholders: Vec<String> = groups
         .iter()
         .enumerate()
         .map(|(i, g)| {
             let _ = args.add(g.clone());
-            format!("${}", i + 2)
+            format!("${}", i + 3)
         })
         .collect();
     let sql = format!(
         "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
-         JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND g.name IN ({}) \
-         ORDER BY u.username",
+         JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND u.id <> $2 \
+         AND g.name IN ({}) ORDER BY u.username",
         placeholders.join(", ")
     );
     Ok(sqlx::query_as_with(&sql, args).fetch_all(conn).await?)

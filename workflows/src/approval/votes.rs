@@ -97,7 +97,7 @@ pub(super) async fn status_in(conn: &mut AnyConnection, change: &Change) -> Stor
         if i == round.stage {
             groups.extend(round.escalated_groups.iter().cloned());
         }
-        let approvers = eligible(conn, &groups, &change.requester_id).await?.into_iter().map(|(_, u)| u).collect();
+        let approvers = eligible(conn, &groups, change).await?.into_iter().map(|(_, u)| u).collect();
         let approvals = votes.iter().filter(|v| v.stage == i as i64 && v.decision == "approve").count() as u32;
         let status = match i.cmp(&round.stage) {
             std::cmp::Ordering::Less => "passed",
@@ -150,6 +150,12 @@ pub async fn vote(
     if change.state != "awaiting_approval" {
         return Err(StoreError::Conflict(format!("{} is {}, not awaiting approval", change.reference, change.state)));
     }
+    if voter.user_id == change.revised_by_id && voter.user_id != change.requester_id {
+        return Err(StoreError::Forbidden(format!(
+            "you wrote revision {} of {}: someone else must approve it",
+            change.revision, change.reference
+        )));
+    }
     if voter.user_id == change.requester_id {
         return Err(StoreError::Forbidden(format!("you requested {}: someone else must approve it", change.reference)));
     }
@@ -160,7 +166,7 @@ pub async fn vote(
     let Some(stage_def) = round.policy.stages.get(stage) else {
         return Err(StoreError::Conflict(format!("{} is already approved", change.reference)));
     };
-    let approvers = eligible(tx.conn(), &stage_groups(&round), &change.requester_id).await?;
+    let approvers = eligible(tx.conn(), &stage_groups(&round), &change).await?;
     let voted: Vec<(String,)> = sqlx::query_as(
         "SELECT counted_as_id FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3",
     )

@@ -1,8 +1,8 @@
 //! Events through a change's process, the guards they check, and conflict overrides.
 
-use crate::accounts::RoleSet;
+use crate::accounts::{Role, RoleSet};
 use crate::clock::to_millis;
-use crate::error::{StoreResult, ValidationError};
+use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Guard, GuardCheck};
@@ -82,11 +82,15 @@ pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e
 /// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).
 pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
-    let review = e.review.as_deref().map(|r| Description::parse("review", r)).transpose()?;
+    let review = e.review.as_deref().filter(|r| !r.trim().is_empty());
+    let review = review.map(|r| Description::parse("review", r)).transpose()?;
     let before = fetch(tx.conn(), id).await?;
     let def = process::get_definition_in(tx.conn(), &before.process, Some(before.process_version)).await?;
     let transition = def.definition.transitions.iter().find(|t| t.event == e.event && t.from.contains(&before.state));
     let needs = |g: Guard| transition.is_some_and(|t| t.guards.contains(&g));
+    if review.is_some() && transition.is_some() && !needs(Guard::ReviewRecorded) {
+        return Err(ValidationError::new("review", format!("{} records no review; close does", e.event)).into());
+    }
     let window = Window { start: before.window_start, end: before.window_end };
     let frozen = if needs(Guard::NotFrozen) {
         freezes_covering(tx.conn(), &before.ci_ids, window).await?.into_iter().map(|f| f.name).collect()
@@ -110,6 +114,17 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
         approvals,
     };
     let decision = process::decide(&def.definition, &before.state, &e.event, actor, &guards)?;
+    if let (Actor::Person(roles), Some(t)) = (actor, transition) {
+        // Someone who may fire the event only as a requester may do so only on their own change.
+        let besides_requester: Vec<Role> = t.roles.iter().copied().filter(|r| *r != Role::Requester).collect();
+        let only_as_requester = !roles.permits(&besides_requester) && t.roles.contains(&Role::Requester);
+        if only_as_requester && tx.context().actor_id.as_deref() != Some(before.requester_id.as_str()) {
+            return Err(StoreError::Forbidden(format!(
+                "only {}'s requester or a change manager may {} it",
+                before.reference, e.event
+            )));
+        }
+    }
     let to = decision.to.to_owned();
     apply(tx, &before, &to, review.as_ref().map(Description::as_str)).await?;
     if decision.effects.contains(&process::Effect::RequestApprovals) {
@@ -161,6 +176,12 @@ pub async fn override_conflicts(db: &Db, ctx: &AuditContext, id: &str, reason: D
     }
     let mut tx = db.write(ctx).await?;
     let before = fetch(tx.conn(), id).await?;
+    if !super::request::editable(&before.state) {
+        return Err(StoreError::Conflict(format!(
+            "{} is {}: there is nothing left to schedule",
+            before.reference, before.state
+        )));
+    }
     let o = ConflictOverride {
         reason: reason.as_str().to_owned(),
         by: ctx.actor.clone(),

@@ -26,6 +26,8 @@ pub struct Change {
     pub revision: i64,
     pub requester_id: String,
     pub requester: String,
+    /// Who wrote the current revision (the requester, or whoever edited it last); they may not approve it.
+    pub revised_by_id: String,
     /// Every CI the change touches: those named and those its operations act on.
     pub ci_ids: Vec<String>,
     pub operations: Vec<Operation>,
@@ -68,6 +70,7 @@ pub(super) struct ChangeRow {
     pub(super) revision: i64,
     pub(super) requester_id: String,
     pub(super) requester: String,
+    pub(super) revised_by_id: Option<String>,
     pub(super) operations: String,
     pub(super) rollback: String,
     pub(super) risk: String,
@@ -81,8 +84,8 @@ pub(super) struct ChangeRow {
 
 pub(super) const COLUMNS: &str =
     "id, number, kind, title, description, state, process_name, process_version, revision, \
-    requester_id, requester, operations, rollback, risk, window_start, window_end, conflict_override, review, \
-    created_at, updated_at";
+    requester_id, requester, revised_by_id, operations, rollback, risk, window_start, window_end, conflict_override, \
+    review, created_at, updated_at";
 
 pub(super) fn json<T: for<'de> Deserialize<'de>>(id: &str, what: &str, s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("stored change {id} has a bad {what}: {e}")))
@@ -114,6 +117,7 @@ impl ChangeRow {
             process: self.process_name,
             process_version: self.process_version,
             revision: self.revision,
+            revised_by_id: self.revised_by_id.unwrap_or_else(|| self.requester_id.clone()),
             requester_id: self.requester_id,
             requester: self.requester,
             review: self.review,

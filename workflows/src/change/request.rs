@@ -91,6 +91,17 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
     rollback.reverse();
     let ci_ids: Vec<String> = cis.into_iter().collect();
     let risk = assess(conn, db, spec, &ci_ids).await?;
+    if spec.kind == ChangeKind::Standard && risk.level != super::RiskLevel::Low {
+        // Standard changes skip approval: only low-risk work may, the rest is a normal change.
+        return Err(ValidationError::new(
+            "kind",
+            format!(
+                "a standard change must be low risk; this plan scores {} ({:?}): request a normal change",
+                risk.score, risk.level
+            ),
+        )
+        .into());
+    }
     Ok(Worked { ci_ids, rollback, risk })
 }
 
@@ -185,9 +196,9 @@ pub async fn create_change(
     let now = to_millis(tx.now());
     sqlx::query(
         "INSERT INTO changes (id, number, kind, title, description, state, process_name, process_version, revision, \
-         requester_id, requester, operations, signature, rollback, risk, risk_score, window_start, window_end, \
-         conflict_override, review, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $18)",
+         requester_id, requester, revised_by_id, operations, signature, rollback, risk, risk_score, window_start, \
+         window_end, conflict_override, review, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $9, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $18)",
     )
     .bind(&id)
     .bind(number)
@@ -217,7 +228,7 @@ pub async fn create_change(
 }
 
 /// States in which a change's plan may still be edited.
-fn editable(state: &str) -> bool {
+pub(super) fn editable(state: &str) -> bool {
     matches!(state, "draft" | "submitted" | "assessed" | "awaiting_approval" | "approved" | "scheduled")
 }
 
@@ -256,8 +267,8 @@ pub async fn update_change(
     };
     sqlx::query(
         "UPDATE changes SET title = $1, description = $2, operations = $3, signature = $4, rollback = $5, risk = $6, \
-         risk_score = $7, window_start = $8, window_end = $9, state = $10, revision = revision + 1, updated_at = $11 \
-         WHERE id = $12",
+         risk_score = $7, window_start = $8, window_end = $9, state = $10, revision = revision + 1, updated_at = $11, \
+         revised_by_id = COALESCE($13, revised_by_id) WHERE id = $12",
     )
     .bind(spec.title.as_str())
     .bind(spec.description.as_str())
@@ -271,6 +282,7 @@ pub async fn update_change(
     .bind(&state)
     .bind(to_millis(tx.now()))
     .bind(id)
+    .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
     write_cis(tx.conn(), id, &worked.ci_ids).await?;

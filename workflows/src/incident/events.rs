@@ -1,8 +1,8 @@
 //! Process events on an incident, and what their effects do to its SLA clocks.
 
-use crate::accounts::RoleSet;
+use crate::accounts::{Role, RoleSet};
 use crate::clock::to_millis;
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Effect, Guard, GuardCheck};
 use crate::store::{AuditContext, Db, WriteTx};
@@ -65,6 +65,16 @@ pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: Inc
     };
     let guards = IncidentGuards { comment: comment.as_ref().map(Description::as_str), assignee_ok };
     let decision = process::decide(&def.definition, &row.state, &e.event, &Actor::Person(roles.clone()), &guards)?;
+    // Someone who may fire the event only as a requester may do so only on an incident they reported.
+    let besides_requester: Vec<Role> =
+        decision.transition.roles.iter().copied().filter(|r| *r != Role::Requester).collect();
+    if !roles.permits(&besides_requester) && ctx.actor != row.reported_by {
+        return Err(StoreError::Forbidden(format!(
+            "only the reporter of {} or an operator may {} it",
+            format_args!("INC-{:06}", row.number),
+            e.event
+        )));
+    }
     let before = fetch(tx.conn(), id).await?;
     apply(
         &mut tx,

@@ -184,6 +184,12 @@ pub async fn update_incident(
 ) -> StoreResult<Incident> {
     let mut tx = db.write(ctx).await?;
     let row = fetch_row(tx.conn(), id).await?;
+    if row.resolved_at.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "INC-{:06} is {}: reopen it to change its details",
+            row.number, row.state
+        )));
+    }
     if let Some(expected) = expected_revision {
         if expected != row.revision {
             return Err(StoreError::Conflict(format!(

@@ -40,6 +40,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (6, "approvals", include_str!("../../migrations/sqlite/0006_approvals.sql")),
     (7, "incident_links", include_str!("../../migrations/sqlite/0007_incident_links.sql")),
     (8, "notifications", include_str!("../../migrations/sqlite/0008_notifications.sql")),
+    (9, "change_authors", include_str!("../../migrations/sqlite/0009_change_authors.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -50,6 +51,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (6, "approvals", include_str!("../../migrations/postgres/0006_approvals.sql")),
     (7, "incident_links", include_str!("../../migrations/postgres/0007_incident_links.sql")),
     (8, "notifications", include_str!("../../migrations/postgres/0008_notifications.sql")),
+    (9, "change_authors", include_str!("../../migrations/postgres/0009_change_authors.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -20,6 +20,7 @@
 //! - `approvals` — who may vote, how stage rules count votes, rejections, and the policy a round runs.
 //! - `delegations` — votes cast by a substitute, counted and audited as the approver's.
 //! - `approval_timeouts` — stages that wait too long: escalation, rejection, a pass for low-risk work.
+//! - `change_property` — random events, votes, edits and time never take a change off its process.
 //! - `audit_records` — the record every mutation leaves, and the one a failed mutation does not.
 //! - `audit_chain` — verifying the hash chain and detecting tampering, also under concurrent writers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,6 +31,7 @@ mod audit_chain;
 mod audit_records;
 mod change_guards;
 mod change_plans;
+mod change_property;
 mod change_support;
 mod changes;
 mod cis;
