@@ -1,6 +1,6 @@
 //! Changes: requested as typed plans, assessed, approved, scheduled and implemented through their process.
 
-use super::{page, Text};
+use super::{page, PageQuery, Text};
 use crate::auth::{Authorized, ManageProcesses, ReadFleet, RequestChanges};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -241,26 +241,16 @@ async fn override_conflicts(
     Ok(Json(change::override_conflicts(&db, &auth.audit, &id, reason).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct TimelineQuery {
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    #[param(minimum = 0, maximum = 1000000000)]
-    offset: Option<u64>,
-}
-
 /// The change's history, oldest first: every audit record written about it, votes included.
 #[utoipa::path(get, path = "/changes/{id}/timeline", tag = "changes",
-    params(("id" = String, Path, description = "Change id"), TimelineQuery),
+    params(("id" = String, Path, description = "Change id"), PageQuery),
     responses((status = 200, body = Page<AuditRecord>)),
     security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
 async fn timeline(
     _auth: Authorized<ReadFleet>,
     State(db): State<Db>,
     Path(id): Path<String>,
-    Query(q): Query<TimelineQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<AuditRecord>>> {
     Ok(Json(change::change_timeline(&db, &id, page(q.limit, q.offset)?).await?))
 }

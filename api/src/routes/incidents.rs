@@ -1,6 +1,6 @@
 //! Incidents: reported by people (and monitoring), worked through the incident process under SLA.
 
-use super::{page, Text};
+use super::{page, PageQuery, Text};
 use crate::auth::{Authorized, ManageIncidents, ReadFleet, ReportIncidents};
 use crate::error::{ApiResult, Json, Path, Query};
 use crate::state::AppState;
@@ -211,26 +211,16 @@ async fn fire_event(
     Ok(Json(incident::fire(&db, &auth.audit, &id, &auth.principal.roles, event).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct TimelineQuery {
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    #[param(minimum = 0, maximum = 1000000000)]
-    offset: Option<u64>,
-}
-
 /// The incident's history, oldest first: every audit record written about it.
 #[utoipa::path(get, path = "/incidents/{id}/timeline", tag = "incidents",
-    params(("id" = String, Path, description = "Incident id"), TimelineQuery),
+    params(("id" = String, Path, description = "Incident id"), PageQuery),
     responses((status = 200, body = Page<AuditRecord>)),
     security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
 async fn timeline(
     _auth: Authorized<ReadFleet>,
     State(db): State<Db>,
     Path(id): Path<String>,
-    Query(q): Query<TimelineQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<AuditRecord>>> {
     Ok(Json(incident::timeline(&db, &id, page(q.limit, q.offset)?).await?))
 }

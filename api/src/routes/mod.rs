@@ -75,6 +75,19 @@ impl<const MAX: usize> utoipa::PartialSchema for Text<MAX> {
 
 impl<const MAX: usize> utoipa::ToSchema for Text<MAX> {}
 
+/// The query of a list that has no filters: which page.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Items to skip.
+    #[param(minimum = 0, maximum = 1000000000)]
+    pub offset: Option<u64>,
+}
+
 /// The page a list request asks for, checked.
 pub(crate) fn page(limit: Option<u32>, offset: Option<u64>) -> Result<PageRequest, ApiError> {
     Ok(PageRequest::new(limit, offset)?)

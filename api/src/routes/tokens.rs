@@ -1,6 +1,6 @@
 //! Signing in: bearer tokens issued for a username and password, listed and revoked by their owner.
 
-use super::page;
+use super::{page, PageQuery};
 use crate::auth::{request_id, Authorized, SignedIn};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::state::{AppState, TokenPolicy};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tollgate_workflows::accounts::{self, IssuedToken, SignInError, TokenInfo};
 use tollgate_workflows::text::{Name, Page};
 use tollgate_workflows::Db;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -62,18 +62,6 @@ async fn issue_token(
         }
         Err(SignInError::Store(e)) => Err(e.into()),
     }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Items per page, 1–500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    /// Items to skip.
-    #[param(minimum = 0, maximum = 1000000000)]
-    offset: Option<u64>,
 }
 
 /// List your own tokens (never their secrets).
