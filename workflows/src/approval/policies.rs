@@ -65,6 +65,10 @@ pub async fn delete_policy(db: &Db, ctx: &AuditContext, name: &str) -> StoreResu
 
 /// Stores the shipped policies and creates their approver groups, where missing. Returns how many of each.
 pub async fn seed_defaults(db: &Db) -> StoreResult<(usize, usize)> {
+    // Only a store that has never had a policy is seeded: policies an administrator deleted stay deleted.
+    if !list_policies(db).await?.is_empty() {
+        return Ok((0, 0));
+    }
     let ctx = AuditContext::system("seed-approvals");
     let mut groups = 0;
     for (name, description) in DEFAULT_GROUPS {
@@ -76,19 +80,20 @@ pub async fn seed_defaults(db: &Db) -> StoreResult<(usize, usize)> {
                 description: Description::parse("description", description)?,
                 roles: RoleSet::new([Role::Approver]),
             };
-            accounts::create_group(db, &ctx, spec).await?;
-            groups += 1;
+            match accounts::create_group(db, &ctx, spec).await {
+                Ok(_) => groups += 1,
+                // Another replica seeding at the same moment made it: theirs stands.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     let shipped: Vec<ApprovalPolicy> = serde_json::from_str(DEFAULT_POLICIES)
         .map_err(|e| StoreError::Internal(format!("the shipped approval policies do not parse: {e}")))?;
-    let present = list_policies(db).await?;
     let mut policies = 0;
     for p in shipped {
-        if !present.iter().any(|q| q.name == p.name) {
-            put_policy(db, &ctx, p).await?;
-            policies += 1;
-        }
+        put_policy(db, &ctx, p).await?;
+        policies += 1;
     }
     Ok((groups, policies))
 }

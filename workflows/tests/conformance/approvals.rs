@@ -165,3 +165,12 @@ async fn a_change_no_policy_applies_to_cannot_request_approval() {
     let names: Vec<String> = approval::list_policies(&db).await.unwrap().into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["emergency", "normal"]);
 }
+
+#[tokio::test]
+async fn a_default_policy_an_administrator_deleted_stays_deleted_after_a_restart() {
+    let (db, _) = seeded().await;
+    approval::delete_policy(&db, &ctx(), "normal-low-risk").await.unwrap();
+    assert_eq!(approval::seed_defaults(&db).await.unwrap(), (0, 0), "a second start seeds nothing");
+    let names: Vec<String> = approval::list_policies(&db).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["emergency", "normal"]);
+}
