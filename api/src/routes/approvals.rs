@@ -42,6 +42,8 @@ pub struct VoteInput {
     /// Required to reject.
     #[schema(max_length = 4096)]
     comment: Option<String>,
+    /// The revision you read; if the change has been edited since, the vote is refused (409).
+    revision: Option<i64>,
 }
 
 /// Approve or reject the change's current revision, as an approver of its open stage or as the delegate of
@@ -56,7 +58,9 @@ async fn vote(
     Path(id): Path<String>,
     Json(body): Json<VoteInput>,
 ) -> ApiResult<Json<ApprovalStatus>> {
-    let status = approval::vote(&db, &auth.audit, &id, &auth.principal, body.decision, body.comment.as_deref()).await?;
+    let (decision, comment) = (body.decision, body.comment.as_deref());
+    let status =
+        approval::vote_on_revision(&db, &auth.audit, &id, &auth.principal, decision, comment, body.revision).await?;
     tracing::info!(change = %id, by = %auth.principal.username, decision = ?body.decision, "vote cast");
     Ok(Json(status))
 }

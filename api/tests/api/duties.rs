@@ -81,3 +81,22 @@ async fn a_requester_may_reopen_or_close_only_an_incident_they_reported() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(w.app.post(&events, &w.requester, json!({"event": "close"})).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_vote_on_a_revision_that_was_edited_since_is_refused() {
+    let w = world().await;
+    let approver = w.app.user_with_roles("petra", &["approver"]).await;
+    w.app.join_group("change-approvers", &approver).await;
+    let c = w.app.create_change(&w.requester, change("normal", "patch", json!([]))).await;
+    let id = c.body["id"].as_str().unwrap();
+    for (who, event) in [(&w.requester, "submit"), (&w.manager, "assess"), (&w.manager, "request_approval")] {
+        w.app.change_event(id, who, event).await;
+    }
+    w.app.put(&format!("/api/v1/changes/{id}"), &w.requester, change("normal", "patch, wider", json!([]))).await;
+
+    let votes = format!("/api/v1/changes/{id}/approvals");
+    let stale = w.app.post(&votes, &approver, json!({"decision": "approve", "revision": 1})).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    let fresh = w.app.post(&votes, &approver, json!({"decision": "approve", "revision": 2})).await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
+}

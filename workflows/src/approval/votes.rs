@@ -141,12 +141,31 @@ pub async fn vote(
     decision: Decision,
     comment: Option<&str>,
 ) -> StoreResult<ApprovalStatus> {
+    vote_on_revision(db, ctx, change_id, voter, decision, comment, None).await
+}
+
+/// [`vote`], refused (409) unless the change is still at `revision`: the plan the approver read.
+pub async fn vote_on_revision(
+    db: &Db,
+    ctx: &AuditContext,
+    change_id: &str,
+    voter: &Principal,
+    decision: Decision,
+    comment: Option<&str>,
+    revision: Option<i64>,
+) -> StoreResult<ApprovalStatus> {
     let comment = Description::parse("comment", comment.unwrap_or(""))?;
     if decision == Decision::Reject && comment.as_str().trim().is_empty() {
         return Err(ValidationError::new("comment", "a rejection needs a comment").into());
     }
     let mut tx = db.write(ctx).await?;
     let change = change::fetch_in(tx.conn(), change_id).await?;
+    if let Some(read) = revision.filter(|r| *r != change.revision) {
+        return Err(StoreError::Conflict(format!(
+            "{} changed since you read revision {read}: it is at revision {} now; read it again",
+            change.reference, change.revision
+        )));
+    }
     if change.state != "awaiting_approval" {
         return Err(StoreError::Conflict(format!("{} is {}, not awaiting approval", change.reference, change.state)));
     }
