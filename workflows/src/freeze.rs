@@ -232,37 +232,76 @@ async fn scopes_of(conn: &mut AnyConnection, ci_id: &str, into: &mut BTreeSet<St
     Ok(())
 }
 
-/// The freeze windows that cover any of `ci_ids` at any moment of `window`, earliest first.
+/// The freeze windows that cover any of `ci_ids` at any moment of `window`, earliest first. A freeze covers
+/// a CI when its scope contains the CI (or the CI's service), when the CI contains the scope (work on a
+/// region touches every cluster in it), or when the CI is a host running VMs of a frozen service.
 pub async fn freezes_covering(
     conn: &mut AnyConnection,
     ci_ids: &[String],
     window: Window,
 ) -> StoreResult<Vec<FreezeWindow>> {
-    let mut scopes = BTreeSet::new();
-    for ci in ci_ids {
-        scopes_of(conn, ci, &mut scopes).await?;
-    }
-    if scopes.is_empty() {
+    if ci_ids.is_empty() {
         return Ok(Vec::new());
     }
+    // Freezes overlapping a window are few; each is then checked against the CIs by walking containment.
+    let candidates: Vec<FreezeRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM freeze_windows WHERE starts_at < $1 AND ends_at > $2 ORDER BY starts_at, id"
+    ))
+    .bind(to_millis(window.end))
+    .bind(to_millis(window.start))
+    .fetch_all(&mut *conn)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut upward = BTreeSet::new();
+    for ci in ci_ids {
+        scopes_of(conn, ci, &mut upward).await?;
+    }
+    let mine: BTreeSet<&str> = ci_ids.iter().map(String::as_str).collect();
+    let mut covering = Vec::new();
+    for f in candidates {
+        let covered = upward.contains(&f.scope_ci_id)
+            || contains_scope(conn, &mine, &f.scope_ci_id).await?
+            || hosts_service(conn, ci_ids, &f.scope_ci_id).await?;
+        if covered {
+            covering.push(FreezeWindow::from(f));
+        }
+    }
+    Ok(covering)
+}
+
+/// True when one of `mine` contains `scope` (is it, or one of its containers).
+async fn contains_scope(conn: &mut AnyConnection, mine: &BTreeSet<&str>, scope: &str) -> StoreResult<bool> {
+    let mut next = Some(scope.to_owned());
+    for _ in 0..8 {
+        let Some(id) = next.take() else { break };
+        if mine.contains(id.as_str()) {
+            return Ok(true);
+        }
+        next = fetch_ci(conn, &id).await?.and_then(|ci| ci.parent_id);
+    }
+    Ok(false)
+}
+
+/// True when `scope` is a service with a VM on one of the hosts among `ci_ids`.
+async fn hosts_service(conn: &mut AnyConnection, ci_ids: &[String], scope: &str) -> StoreResult<bool> {
     let mut args = AnyArguments::default();
-    let _ = args.add(to_millis(window.end));
-    let _ = args.add(to_millis(window.start));
-    let placeholders: Vec<String> = scopes
+    let _ = args.add(scope.to_owned());
+    let placeholders: Vec<String> = ci_ids
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let _ = args.add(s.clone());
-            format!("${}", i + 3)
+        .map(|(i, c)| {
+            let _ = args.add(c.clone());
+            format!("${}", i + 2)
         })
         .collect();
     let sql = format!(
-        "SELECT {COLUMNS} FROM freeze_windows WHERE starts_at < $1 AND ends_at > $2 AND scope_ci_id IN ({}) \
-         ORDER BY starts_at, id",
+        "SELECT COUNT(*) FROM cis WHERE kind = 'vm' AND service_id = $1 AND parent_id IN ({})",
         placeholders.join(", ")
     );
-    let rows: Vec<FreezeRow> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
-    Ok(rows.into_iter().map(FreezeWindow::from).collect())
+    let (n,): (i64,) = sqlx::query_as_with(&sql, args).fetch_one(conn).await?;
+    Ok(n > 0)
 }
 
 /// [`freezes_covering`] on a pooled connection.

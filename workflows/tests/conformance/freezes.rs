@@ -39,12 +39,11 @@ async fn a_region_freeze_covers_every_vm_inside_it_while_it_lasts() {
 }
 
 #[tokio::test]
-async fn a_service_freeze_covers_its_vms_but_not_their_host() {
+async fn a_service_freeze_covers_its_vms() {
     let db = fresh_db().await;
     let f = fleet(&db).await;
     freeze::create_freeze(&db, &ctx(), spec("billing run", &f.service.id, window(0, 10))).await.unwrap();
     assert_eq!(freeze::check_frozen(&db, std::slice::from_ref(&f.vm.id), window(1, 2)).await.unwrap().len(), 1);
-    assert!(freeze::check_frozen(&db, std::slice::from_ref(&f.host.id), window(1, 2)).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -81,4 +80,24 @@ async fn freezes_are_listed_by_scope_and_overlap_edited_by_revision_and_deleted(
     assert_not_found(freeze::get_freeze(&db, &b.id).await);
     let actions: Vec<String> = audit_of(&db, "freeze_window", &a.id).await.into_iter().map(|r| r.action).collect();
     assert_eq!(actions, ["freeze.update", "freeze.create"]);
+}
+
+#[tokio::test]
+async fn a_service_freeze_covers_the_hosts_its_vms_run_on() {
+    let db = fresh_db().await;
+    let f = fleet(&db).await;
+    freeze::create_freeze(&db, &ctx(), spec("billing run", &f.service.id, window(0, 10))).await.unwrap();
+    let on_host = freeze::check_frozen(&db, std::slice::from_ref(&f.host.id), window(1, 2)).await.unwrap();
+    assert_eq!(on_host.len(), 1, "evacuating the host would move the frozen service's VMs");
+}
+
+#[tokio::test]
+async fn work_on_a_container_is_covered_by_a_freeze_on_anything_inside_it() {
+    let db = fresh_db().await;
+    let f = fleet(&db).await;
+    freeze::create_freeze(&db, &ctx(), spec("cluster hold", &f.cluster.id, window(0, 10))).await.unwrap();
+    assert_eq!(freeze::check_frozen(&db, std::slice::from_ref(&f.region.id), window(1, 2)).await.unwrap().len(), 1);
+    assert_eq!(freeze::check_frozen(&db, std::slice::from_ref(&f.datacenter.id), window(1, 2)).await.unwrap().len(), 1);
+    let elsewhere = create(&db, region("ap-east")).await;
+    assert!(freeze::check_frozen(&db, std::slice::from_ref(&elsewhere.id), window(1, 2)).await.unwrap().is_empty());
 }
