@@ -15,8 +15,10 @@ pub async fn list_policies(db: &Db) -> StoreResult<Vec<ApprovalPolicy>> {
 }
 
 pub(super) async fn policies_in(conn: &mut AnyConnection) -> StoreResult<Vec<ApprovalPolicy>> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT name, body FROM approval_policies ORDER BY name").fetch_all(conn).await?;
+    let mut rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, body FROM approval_policies").fetch_all(conn).await?;
+    // Which policy applies first must not depend on the database's collation: order by bytes, here.
+    rows.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     rows.into_iter()
         .map(|(name, body)| {
             serde_json::from_str(&body)

@@ -113,10 +113,13 @@ pub(super) async fn eligible(
     let sql = format!(
         "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
          JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND u.id <> $2 \
-         AND g.name IN ({}) ORDER BY u.username",
+         AND g.name IN ({})",
         placeholders.join(", ")
     );
-    Ok(sqlx::query_as_with(&sql, args).fetch_all(conn).await?)
+    let mut members: Vec<(String, String)> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
+    // Byte order, not the database's collation: whom a delegate counts for must not differ by engine.
+    members.sort_by(|a, b| a.1.as_bytes().cmp(b.1.as_bytes()));
+    Ok(members)
 }
 
 pub(super) fn stage_groups(round: &Round) -> Vec<String> {
