@@ -142,7 +142,12 @@ fn dummy_hash() -> String {
     DUMMY.get_or_init(|| password::hash_password("tollgate-timing-equaliser")).clone()
 }
 
-async fn effective_roles(conn: &mut sqlx::AnyConnection, user_id: &str, direct: &str) -> StoreResult<RoleSet> {
+/// The roles a user holds directly (`direct`, as stored) and through their groups.
+pub(crate) async fn effective_roles(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    direct: &str,
+) -> StoreResult<RoleSet> {
     let mut roles = RoleSet::from_column(direct);
     let groups: Vec<(String,)> = sqlx::query_as(
         "SELECT g.roles FROM user_groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1",

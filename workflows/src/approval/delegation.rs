@@ -41,13 +41,20 @@ pub async fn delegate(
     let target = if to_user_id.contains('\0') {
         None
     } else {
-        sqlx::query_as::<_, (i64,)>("SELECT disabled FROM users WHERE id = $1")
+        sqlx::query_as::<_, (i64, String)>("SELECT disabled, roles FROM users WHERE id = $1")
             .bind(to_user_id)
             .fetch_optional(tx.conn())
             .await?
     };
-    if target.is_none_or(|(d,)| d != 0) {
+    let Some((0, direct)) = target else {
         return Err(ValidationError::new("to_user_id", format!("no enabled user has id {to_user_id}")).into());
+    };
+    // A substitute must be able to vote at all, or the hand-over would silently lose the approver's votes.
+    let roles = crate::accounts::effective_roles(tx.conn(), to_user_id, &direct).await?;
+    if !roles.permits(&[Role::Approver, Role::ChangeManager]) {
+        return Err(
+            ValidationError::new("to_user_id", "a substitute must hold the approver or change-manager role").into()
+        );
     }
     let d = Delegation {
         id: uuid::Uuid::new_v4().to_string(),

@@ -75,9 +75,15 @@ async fn a_requester_cannot_approve_their_own_change_as_someones_delegate() {
     let (db, f) = seeded().await;
     let s = staff(&db).await;
     let petra = approver(&db, "petra", "change-approvers").await;
-    approval::delegate(&db, &ctx_of(&petra), &petra, &s.requester.user_id, hours(-1, 1)).await.unwrap();
+    // A plain requester cannot stand in for an approver at all.
+    let plain = approval::delegate(&db, &ctx_of(&petra), &petra, &s.requester.user_id, hours(-1, 1)).await;
+    assert_invalid(plain, "to_user_id");
+    // Someone who may also approve can, but never on a change they requested.
+    let rhea = person(&db, "rhea", &[Role::Requester, Role::Approver]).await;
+    approval::delegate(&db, &ctx_of(&petra), &petra, &rhea.user_id, hours(-1, 1)).await.unwrap();
+    let s = Staff { requester: rhea.clone(), ..s };
     let c = to_approval(&db, &s, low_risk(&f)).await;
-    assert_forbidden(approve(&db, &c.id, &s.requester).await);
+    assert_forbidden(approve(&db, &c.id, &rhea).await);
     assert!(approval::approval_status(&db, &c.id).await.unwrap().votes.is_empty());
 }
 
