@@ -187,8 +187,12 @@ pub async fn create_change(
     requester: &Principal,
     spec: ChangeSpec,
 ) -> StoreResult<Change> {
+    // Working out the plan (impact walks, history) reads a lot: do it before taking the writers' queue.
+    let worked = {
+        let mut conn = db.pool().acquire().await?;
+        work_out(&mut conn, db, &spec).await?
+    };
     let mut tx = db.write(ctx).await?;
-    let worked = work_out(tx.conn(), db, &spec).await?;
     let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
     let (number,): (i64,) =
         sqlx::query_as("SELECT COALESCE(MAX(number), 0) + 1 FROM changes").fetch_one(tx.conn()).await?;

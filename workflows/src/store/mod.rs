@@ -30,7 +30,7 @@ pub struct Db {
     pool: AnyPool,
     engine: Engine,
     clock: Clock,
-    /// SQLite has one writer at a time; queuing writers here keeps them from failing with SQLITE_BUSY.
+    /// Writers of this process queue here (see [`Db::write`]).
     writer: Arc<Mutex<()>>,
 }
 
@@ -92,11 +92,11 @@ impl Db {
 
     /// Begins a write transaction whose audit records are attributed to `ctx`.
     pub async fn write<'c>(&self, ctx: &'c AuditContext) -> StoreResult<WriteTx<'c>> {
-        let serial = match self.engine {
-            Engine::Sqlite => Some(self.writer.clone().lock_owned().await),
-            Engine::Postgres => None,
-        };
-        WriteTx::begin(&self.pool, serial, ctx, &self.clock).await
+        // Writers queue here, in the process, before taking a connection: SQLite has one writer at a time,
+        // and on PostgreSQL every writer waits on the audit chain's row lock anyway, so a queue of writers
+        // holding pooled connections would only starve the readers (every request authenticates).
+        let serial = self.writer.clone().lock_owned().await;
+        WriteTx::begin(&self.pool, Some(serial), ctx, &self.clock).await
     }
 
     pub async fn close(&self) {
