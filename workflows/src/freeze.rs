@@ -5,7 +5,7 @@
 use crate::clock::{from_millis, to_millis};
 use crate::cmdb::{fetch_ci, CiKind};
 use crate::error::{StoreError, StoreResult, ValidationError};
-use crate::store::{AuditContext, Db, Filter};
+use crate::store::{bind_list, AuditContext, Db, Filter};
 use crate::text::{Description, Name, Page, PageRequest};
 use serde::Serialize;
 use sqlx::any::AnyArguments;
@@ -288,18 +288,8 @@ async fn contains_scope(conn: &mut AnyConnection, mine: &BTreeSet<&str>, scope: 
 async fn hosts_service(conn: &mut AnyConnection, ci_ids: &[String], scope: &str) -> StoreResult<bool> {
     let mut args = AnyArguments::default();
     let _ = args.add(scope.to_owned());
-    let placeholders: Vec<String> = ci_ids
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let _ = args.add(c.clone());
-            format!("${}", i + 2)
-        })
-        .collect();
-    let sql = format!(
-        "SELECT COUNT(*) FROM cis WHERE kind = 'vm' AND service_id = $1 AND parent_id IN ({})",
-        placeholders.join(", ")
-    );
+    let list = bind_list(&mut args, ci_ids.iter().cloned());
+    let sql = format!("SELECT COUNT(*) FROM cis WHERE kind = 'vm' AND service_id = $1 AND parent_id IN ({list})");
     let (n,): (i64,) = sqlx::query_as_with(&sql, args).fetch_one(conn).await?;
     Ok(n > 0)
 }

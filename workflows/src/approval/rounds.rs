@@ -5,6 +5,7 @@ use crate::change::Change;
 use crate::clock::to_millis;
 use crate::error::{StoreError, StoreResult};
 use crate::notify::{self, NotificationKind};
+use crate::store::bind_list;
 use crate::store::WriteTx;
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
@@ -102,19 +103,11 @@ pub(super) async fn eligible(
     let mut args = AnyArguments::default();
     let _ = args.add(change.requester_id.clone());
     let _ = args.add(change.revised_by_id.clone());
-    let placeholders: Vec<String> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let _ = args.add(g.clone());
-            format!("${}", i + 3)
-        })
-        .collect();
+    let list = bind_list(&mut args, groups.iter().cloned());
     let sql = format!(
         "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
          JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND u.id <> $2 \
-         AND g.name IN ({})",
-        placeholders.join(", ")
+         AND g.name IN ({list})"
     );
     let mut members: Vec<(String, String)> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
     // Byte order, not the database's collation: whom a delegate counts for must not differ by engine.

@@ -6,6 +6,7 @@ use super::record::{fetch, Change};
 use crate::clock::to_millis;
 use crate::cmdb::{fetch_ci, CiKind};
 use crate::error::StoreResult;
+use crate::store::bind_list;
 use crate::store::Db;
 use serde::Serialize;
 use sqlx::any::AnyArguments;
@@ -66,26 +67,12 @@ pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> S
     let _ = args.add(change.id.clone());
     let _ = args.add(to_millis(change.window_end));
     let _ = args.add(to_millis(change.window_start));
-    let states: Vec<String> = LIVE
-        .iter()
-        .map(|s| {
-            let _ = args.add((*s).to_owned());
-            format!("${}", args_len(&args))
-        })
-        .collect();
-    let cis: Vec<String> = mine
-        .iter()
-        .map(|ci| {
-            let _ = args.add(ci.clone());
-            format!("${}", args_len(&args))
-        })
-        .collect();
+    let states = bind_list(&mut args, LIVE.iter().copied());
+    let cis = bind_list(&mut args, mine.iter().cloned());
     let sql = format!(
         "SELECT DISTINCT c.id, c.number FROM changes c JOIN change_cis cc ON cc.change_id = c.id \
-         WHERE c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 AND c.state IN ({}) AND cc.ci_id IN ({}) \
-         ORDER BY c.number",
-        states.join(", "),
-        cis.join(", ")
+         WHERE c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 AND c.state IN ({states}) \
+         AND cc.ci_id IN ({cis}) ORDER BY c.number"
     );
     let candidates: Vec<(String, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
     let mut conflicts = Vec::new();
@@ -109,11 +96,6 @@ pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> S
     }
     conflicts.extend(capacity_conflicts(conn, change, &others).await?);
     Ok(conflicts)
-}
-
-/// How many values `args` holds, i.e. the number of the placeholder just added.
-fn args_len(args: &AnyArguments<'_>) -> usize {
-    args.len()
 }
 
 /// (vCPUs, MiB) an operation places onto a named host.

@@ -3,10 +3,10 @@
 
 use super::{CiKind, RelationKind};
 use crate::error::{StoreError, StoreResult};
-use crate::store::Db;
+use crate::store::{bind_list, Db};
 use serde::Serialize;
 use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, Arguments};
+use sqlx::AnyConnection;
 use std::collections::{HashMap, HashSet};
 
 /// A CI named in an impact report.
@@ -99,22 +99,9 @@ pub async fn impact_in(conn: &mut AnyConnection, id: &str, max_depth: u32) -> St
     Ok(Impact { ci: root, max_depth, truncated, services, affected })
 }
 
-fn in_list(ids: &[String], first: usize) -> (String, AnyArguments<'static>) {
-    let mut args = AnyArguments::default();
-    let placeholders: Vec<String> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let _ = args.add(id.clone());
-            format!("${}", first + i)
-        })
-        .collect();
-    (placeholders.join(", "), args)
-}
-
 /// Every CI one step downstream of any of `ids`, in a stable order.
 async fn neighbours(conn: &mut AnyConnection, ids: &[String]) -> StoreResult<Vec<Edge>> {
-    let (list, _) = in_list(ids, 1);
+    let list = bind_list(&mut AnyArguments::default(), ids.iter().cloned());
     let queries: [(String, Option<&'static str>); 4] = [
         // Contained CIs fail with their container; a VM's container is the host it runs on.
         (format!("SELECT id, kind, name, parent_id FROM cis WHERE parent_id IN ({list}) ORDER BY kind, name"), None),
@@ -145,7 +132,8 @@ async fn neighbours(conn: &mut AnyConnection, ids: &[String]) -> StoreResult<Vec
     ];
     let mut edges = Vec::new();
     for (sql, via) in queries {
-        let (_, args) = in_list(ids, 1);
+        let mut args = AnyArguments::default();
+        bind_list(&mut args, ids.iter().cloned());
         let rows = sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?;
         for row in rows {
             use sqlx::Row;

@@ -143,3 +143,19 @@ fn like_pattern(needle: &str) -> String {
     pattern.push('%');
     pattern
 }
+
+/// Binds each of `values` after what `args` already holds and returns their placeholders, `$a, $b, …`, for
+/// an `IN (…)` list. The values are always bound; only the placeholders enter the SQL text.
+pub fn bind_list<I, S>(args: &mut AnyArguments<'static>, values: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut placeholders = Vec::new();
+    for v in values {
+        // Adding a string to AnyArguments cannot fail.
+        let _ = args.add(v.into());
+        placeholders.push(format!("${}", args.len()));
+    }
+    placeholders.join(", ")
+}

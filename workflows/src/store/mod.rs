@@ -7,7 +7,7 @@ mod filter;
 mod migrations;
 mod tx;
 
-pub use filter::Filter;
+pub use filter::{bind_list, Filter};
 pub use migrations::{migrations_for, Engine};
 pub use tx::{AuditContext, WriteTx};
 

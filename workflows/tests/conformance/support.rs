@@ -186,3 +186,34 @@ pub fn assert_conflict<T: Debug>(result: StoreResult<T>) {
 pub fn assert_not_found<T: Debug>(result: StoreResult<T>) {
     assert!(matches!(result, Err(StoreError::NotFound { .. })), "expected not found, got {result:?}");
 }
+
+/// xorshift64 for the property tests: small, deterministic, and good enough to pick test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        usize::try_from(x % n as u64).unwrap()
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// Half the time the first item, one that lets events through (so the walks get somewhere); else any.
+    pub fn likely<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        if self.below(2) == 0 {
+            &items[0]
+        } else {
+            self.pick(items)
+        }
+    }
+}

@@ -11,37 +11,6 @@ use tollgate_workflows::StoreError;
 /// States in which a change's plan may still be edited.
 pub const EDITABLE: [&str; 6] = ["draft", "submitted", "assessed", "awaiting_approval", "approved", "scheduled"];
 
-/// xorshift64 (as in the incident walk): small, deterministic, and good enough to pick test inputs.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        usize::try_from(x % n as u64).unwrap()
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    /// Half the time the first item, one that lets events through (so the walks get somewhere); else any.
-    pub fn likely<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        if self.below(2) == 0 {
-            &items[0]
-        } else {
-            self.pick(items)
-        }
-    }
-}
-
 pub fn blank(s: Option<&str>) -> bool {
     s.is_none_or(|s| s.trim().is_empty())
 }

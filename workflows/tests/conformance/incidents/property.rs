@@ -9,28 +9,6 @@ use tollgate_workflows::process::{Guard, ProcessDefinition};
 const SEEDS: u64 = 20;
 const STEPS: usize = 60;
 
-/// xorshift64: small, deterministic, and good enough to pick test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        usize::try_from(x % n as u64).unwrap()
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 /// What the definition says should happen: `Some(to)` if the event fires, `None` if it is refused.
 fn expected(
     def: &ProcessDefinition,
