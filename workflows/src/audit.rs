@@ -1,5 +1,9 @@
 //! The audit log: who did what, when, with the state before and after, hash-chained so that an edit,
 //! a deletion or a truncation of the stored records is detected by [`verify`].
+//!
+//! A record is written in its mutation's transaction, numbered (`seq`) but not yet chained, so that
+//! writers never queue on the chain. The sealer ([`seal`]) chains committed records in `seq` order
+//! moments later, each at the next position with the hash of the one before; `verify` seals first.
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::StoreResult;
@@ -24,7 +28,11 @@ pub(crate) struct AuditEntry<'a> {
 /// The fields a record's hash covers, in a fixed order.
 #[derive(Serialize)]
 struct Hashed<'a> {
+    /// The position in the chain.
     seq: i64,
+    /// The record's number, when it differs from its position (records committed out of order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<i64>,
     at_ms: i64,
     actor: &'a str,
     actor_id: Option<&'a str>,
@@ -48,6 +56,7 @@ fn hash_of(h: &Hashed<'_>) -> String {
 #[derive(Debug, Clone, FromRow)]
 struct AuditRow {
     seq: i64,
+    chain_pos: Option<i64>,
     at: i64,
     actor: String,
     actor_id: Option<String>,
@@ -58,14 +67,16 @@ struct AuditRow {
     entity_id: String,
     before_json: Option<String>,
     after_json: Option<String>,
-    prev_hash: String,
-    hash: String,
+    prev_hash: Option<String>,
+    hash: Option<String>,
 }
 
 impl AuditRow {
-    fn hashed(&self) -> Hashed<'_> {
+    /// What the hash covers with the record at `pos`, after `prev_hash`.
+    fn hashed<'a>(&'a self, pos: i64, prev_hash: &'a str) -> Hashed<'a> {
         Hashed {
-            seq: self.seq,
+            seq: pos,
+            record: (pos != self.seq).then_some(self.seq),
             at_ms: self.at,
             actor: &self.actor,
             actor_id: self.actor_id.as_deref(),
@@ -76,69 +87,102 @@ impl AuditRow {
             entity_id: &self.entity_id,
             before: self.before_json.as_deref(),
             after: self.after_json.as_deref(),
-            prev_hash: &self.prev_hash,
+            prev_hash,
         }
     }
 }
 
-const COLUMNS: &str = "seq, at, actor, actor_id, on_behalf_of, request_id, action, entity_type, \
+const COLUMNS: &str = "seq, chain_pos, at, actor, actor_id, on_behalf_of, request_id, action, entity_type, \
                        entity_id, before_json, after_json, prev_hash, hash";
 
+/// Writes a record in the caller's transaction; the sealer chains it once that commits.
 pub(crate) async fn append(
     conn: &mut AnyConnection,
     ctx: &AuditContext,
     at: OffsetDateTime,
     entry: AuditEntry<'_>,
 ) -> StoreResult<()> {
-    let (last_seq, last_hash): (i64, String) =
-        sqlx::query_as("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetch_one(&mut *conn).await?;
-    let row = AuditRow {
-        seq: last_seq + 1,
-        at: to_millis(at),
-        actor: ctx.actor.clone(),
-        actor_id: ctx.actor_id.clone(),
-        on_behalf_of: ctx.on_behalf_of.clone(),
-        request_id: ctx.request_id.clone(),
-        action: entry.action.to_owned(),
-        entity_type: entry.entity_type.to_owned(),
-        entity_id: entry.entity_id.to_owned(),
-        before_json: entry.before,
-        after_json: entry.after,
-        prev_hash: last_hash,
-        hash: String::new(),
-    };
-    let hash = hash_of(&row.hashed());
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, actor_id, on_behalf_of, request_id, action, \
-         entity_type, entity_id, before_json, after_json, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "INSERT INTO audit_log (at, actor, actor_id, on_behalf_of, request_id, action, entity_type, entity_id, \
+         before_json, after_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(row.seq)
-    .bind(row.at)
-    .bind(&row.actor)
-    .bind(&row.actor_id)
-    .bind(&row.on_behalf_of)
-    .bind(&row.request_id)
-    .bind(&row.action)
-    .bind(&row.entity_type)
-    .bind(&row.entity_id)
-    .bind(&row.before_json)
-    .bind(&row.after_json)
-    .bind(&row.prev_hash)
-    .bind(&hash)
+    .bind(to_millis(at))
+    .bind(&ctx.actor)
+    .bind(&ctx.actor_id)
+    .bind(&ctx.on_behalf_of)
+    .bind(&ctx.request_id)
+    .bind(entry.action)
+    .bind(entry.entity_type)
+    .bind(entry.entity_id)
+    .bind(&entry.before)
+    .bind(&entry.after)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET last_seq = $1, last_hash = $2 WHERE id = 1")
-        .bind(row.seq)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
+}
+
+/// Records chained per sealing transaction.
+const SEAL_BATCH: usize = 500;
+
+/// Chains every committed record not yet chained, oldest first; returns how many it sealed.
+/// Concurrent sealers (other processes) take turns on the chain's head.
+pub async fn seal(db: &Db) -> StoreResult<u64> {
+    let mut sealed = 0;
+    loop {
+        let n = seal_batch(db).await?;
+        sealed += n as u64;
+        if n < SEAL_BATCH {
+            return Ok(sealed);
+        }
+    }
+}
+
+async fn seal_batch(db: &Db) -> StoreResult<usize> {
+    let (mut tx, _serial) = db.begin_sealing().await?;
+    let (mut pos, mut prev): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash")
+            .fetch_one(&mut *tx)
+            .await?;
+    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT $1");
+    let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(SEAL_BATCH as i64).fetch_all(&mut *tx).await?;
+    if rows.is_empty() {
+        // Roll back now rather than on drop: a dropped transaction is rolled back by a task that a
+        // blocked runtime might never run, leaving the head locked.
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut sealed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        pos += 1;
+        let hash = hash_of(&row.hashed(pos, &prev));
+        sealed.push((row.seq, pos, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    let values = (0..sealed.len())
+        .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let update = format!(
+        "UPDATE audit_log SET chain_pos = v.column2, prev_hash = v.column3, hash = v.column4 \
+         FROM (VALUES {values}) AS v WHERE audit_log.seq = v.column1"
+    );
+    let mut q = sqlx::query(&update);
+    for (seq, pos, prev_hash, hash) in &sealed {
+        q = q.bind(*seq).bind(*pos).bind(prev_hash).bind(hash);
+    }
+    q.execute(&mut *tx).await?;
+    sqlx::query("UPDATE audit_head SET last_seq = $1, last_hash = $2 WHERE id = 1")
+        .bind(pos)
+        .bind(&prev)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows.len())
 }
 
 /// An audit record as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
+    /// The record's number, in the order records were written.
     pub seq: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -151,7 +195,8 @@ pub struct AuditRecord {
     pub entity_id: String,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
-    pub hash: String,
+    /// The record's hash in the chain; absent for the moment between its commit and its sealing.
+    pub hash: Option<String>,
 }
 
 impl From<AuditRow> for AuditRecord {
@@ -226,6 +271,7 @@ pub struct VerifyReport {
 /// The first record that does not match the chain, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tampered {
+    /// The record's number; for a missing record, the position in the chain where it should be.
     pub seq: i64,
     pub reason: String,
 }
@@ -236,22 +282,24 @@ impl std::fmt::Display for Tampered {
     }
 }
 
-/// Walks the whole chain in order and reports the first record that breaks it.
+/// Seals what is pending, then walks the whole chain in order and reports the first record that breaks it.
 pub async fn verify(db: &Db) -> StoreResult<VerifyReport> {
     const BATCH: i64 = 1000;
-    let mut expected_seq = 1_i64;
+    seal(db).await?;
+    let mut expected = 1_i64;
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut checked = 0_u64;
-    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2");
+    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE chain_pos >= $1 ORDER BY chain_pos LIMIT $2");
     loop {
-        let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(expected_seq).bind(BATCH).fetch_all(db.pool()).await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(expected).bind(BATCH).fetch_all(db.pool()).await?;
         let done = (rows.len() as i64) < BATCH;
         for row in rows {
-            let problem = if row.seq != expected_seq {
-                Some((expected_seq, format!("record {expected_seq} is missing (next is {})", row.seq)))
-            } else if row.prev_hash != prev_hash {
+            let pos = row.chain_pos.unwrap_or_default();
+            let problem = if pos != expected {
+                Some((expected, format!("record {expected} is missing (next is {pos})")))
+            } else if row.prev_hash.as_deref() != Some(prev_hash.as_str()) {
                 Some((row.seq, "its link to the previous record does not match".to_owned()))
-            } else if hash_of(&row.hashed()) != row.hash {
+            } else if row.hash.as_deref() != Some(hash_of(&row.hashed(pos, &prev_hash)).as_str()) {
                 Some((row.seq, "its content does not match its hash".to_owned()))
             } else {
                 None
@@ -259,8 +307,8 @@ pub async fn verify(db: &Db) -> StoreResult<VerifyReport> {
             if let Some((seq, reason)) = problem {
                 return Ok(VerifyReport { records_checked: checked, first_problem: Some(Tampered { seq, reason }) });
             }
-            prev_hash = row.hash;
-            expected_seq += 1;
+            prev_hash = row.hash.unwrap_or_default();
+            expected += 1;
             checked += 1;
         }
         if done {
@@ -269,9 +317,9 @@ pub async fn verify(db: &Db) -> StoreResult<VerifyReport> {
     }
     let (last_seq, last_hash): (i64, String) =
         sqlx::query_as("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetch_one(db.pool()).await?;
-    let problem = if last_seq >= expected_seq {
-        Some(Tampered { seq: expected_seq, reason: format!("records {expected_seq} to {last_seq} are missing") })
-    } else if last_seq != expected_seq - 1 || last_hash != prev_hash {
+    let problem = if last_seq >= expected {
+        Some(Tampered { seq: expected, reason: format!("records {expected} to {last_seq} are missing") })
+    } else if last_seq != expected - 1 || last_hash != prev_hash {
         Some(Tampered { seq: last_seq, reason: "the chain head does not match the last record".to_owned() })
     } else {
         None

@@ -140,7 +140,7 @@ pub async fn notifications_of(
 
 /// Marks a notification read; to anyone but its recipient it does not exist.
 pub async fn mark_read(db: &Db, ctx: &AuditContext, user_id: &str, id: &str) -> StoreResult<()> {
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &format!("notification:{id}")).await?;
     let done =
         sqlx::query("UPDATE notifications SET read_at = $1 WHERE id = $2 AND recipient_id = $3 AND read_at IS NULL")
             .bind(to_millis(tx.now()))

@@ -33,7 +33,7 @@ pub async fn sweep_timeouts(db: &Db) -> StoreResult<usize> {
 }
 
 async fn time_out_one(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<bool> {
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &change::change_lock(id)).await?;
     let change = change::fetch_in(tx.conn(), id).await?;
     let Some(round) = round_of(tx.conn(), &change).await? else { return Ok(false) };
     let Some(stage) = round.policy.stages.get(round.stage) else { return Ok(false) };

@@ -158,7 +158,7 @@ pub async fn vote_on_revision(
     if decision == Decision::Reject && comment.as_str().trim().is_empty() {
         return Err(ValidationError::new("comment", "a rejection needs a comment").into());
     }
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &change::change_lock(change_id)).await?;
     let change = change::fetch_in(tx.conn(), change_id).await?;
     if let Some(read) = revision.filter(|r| *r != change.revision) {
         return Err(StoreError::Conflict(format!(

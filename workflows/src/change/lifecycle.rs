@@ -73,7 +73,7 @@ impl GuardCheck for ChangeGuards<'_> {
 /// Fires `e` on a change for `actor` (a person's roles, or the system), under the process version it
 /// started with. Guards are evaluated against the store inside the same transaction as the transition.
 pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
     let after = fire_in(&mut tx, id, actor, e).await?;
     tx.commit().await?;
     Ok(after)
@@ -174,7 +174,7 @@ pub async fn override_conflicts(db: &Db, ctx: &AuditContext, id: &str, reason: D
     if reason.as_str().trim().is_empty() {
         return Err(ValidationError::new("reason", "an override needs a reason").into());
     }
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
     let before = fetch(tx.conn(), id).await?;
     if !super::request::editable(&before.state) {
         return Err(StoreError::Conflict(format!(

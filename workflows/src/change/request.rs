@@ -192,7 +192,7 @@ pub async fn create_change(
         let mut conn = db.pool().acquire().await?;
         work_out(&mut conn, db, &spec).await?
     };
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, "changes:numbering").await?;
     let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
     let (number,): (i64,) =
         sqlx::query_as("SELECT COALESCE(MAX(number), 0) + 1 FROM changes").fetch_one(tx.conn()).await?;
@@ -245,7 +245,7 @@ pub async fn update_change(
     spec: ChangeSpec,
     expected_revision: Option<i64>,
 ) -> StoreResult<Change> {
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
     let before = fetch(tx.conn(), id).await?;
     if let Some(expected) = expected_revision.filter(|e| *e != before.revision) {
         return Err(StoreError::Conflict(format!(

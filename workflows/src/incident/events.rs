@@ -51,7 +51,7 @@ impl GuardCheck for IncidentGuards<'_> {
 /// Fires `e` on an incident for a person with `roles`, under the process version the incident started with.
 pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: IncidentEvent) -> StoreResult<Incident> {
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
     let row = fetch_row(tx.conn(), id).await?;
     let def = process::get_definition_in(tx.conn(), &row.process_name, Some(row.process_version)).await?;
     let assignee_ok = match &e.assignee_id {

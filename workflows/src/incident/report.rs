@@ -79,7 +79,8 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
     let mut ci_list = r.ci_ids.clone();
     ci_list.sort();
     ci_list.dedup();
-    let mut tx = db.write(ctx).await?;
+    // Reports queue among themselves (numbering, dedup), then lock the incident they fold into.
+    let mut tx = db.write_locking(ctx, "incidents:reports").await?;
     check_cis(tx.conn(), &ci_list).await?;
     let now = tx.now();
     if let Some(key) = &r.dedup_key {
@@ -89,7 +90,15 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
         .bind(key.as_str())
         .fetch_optional(tx.conn())
         .await?;
-        if let Some((id,)) = open {
+        let open = match open {
+            Some((id,)) => {
+                tx.lock(&super::incident_lock(&id)).await?;
+                // Resolved between the look-up and the lock: the report opens a new incident.
+                fetch_row(tx.conn(), &id).await?.resolved_at.is_none().then_some(id)
+            }
+            None => None,
+        };
+        if let Some(id) = open {
             let before = fetch(tx.conn(), &id).await?;
             // A repeated report may say it is worse than first thought; never better.
             let impact = before.impact.min(r.impact);
@@ -182,7 +191,7 @@ pub async fn update_incident(
     u: IncidentUpdate,
     expected_revision: Option<i64>,
 ) -> StoreResult<Incident> {
-    let mut tx = db.write(ctx).await?;
+    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
     let row = fetch_row(tx.conn(), id).await?;
     if row.resolved_at.is_some() {
         return Err(StoreError::Conflict(format!(

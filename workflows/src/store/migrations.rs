@@ -41,6 +41,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (7, "incident_links", include_str!("../../migrations/sqlite/0007_incident_links.sql")),
     (8, "notifications", include_str!("../../migrations/sqlite/0008_notifications.sql")),
     (9, "change_authors", include_str!("../../migrations/sqlite/0009_change_authors.sql")),
+    (10, "audit_sealing", include_str!("../../migrations/sqlite/0010_audit_sealing.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -52,6 +53,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (7, "incident_links", include_str!("../../migrations/postgres/0007_incident_links.sql")),
     (8, "notifications", include_str!("../../migrations/postgres/0008_notifications.sql")),
     (9, "change_authors", include_str!("../../migrations/postgres/0009_change_authors.sql")),
+    (10, "audit_sealing", include_str!("../../migrations/postgres/0010_audit_sealing.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -9,6 +9,7 @@ mod tx;
 
 pub use filter::{bind_list, Filter};
 pub use migrations::{migrations_for, Engine};
+pub(crate) use tx::Sealer;
 pub use tx::{AuditContext, WriteTx};
 
 use crate::clock::Clock;
@@ -30,8 +31,9 @@ pub struct Db {
     pool: AnyPool,
     engine: Engine,
     clock: Clock,
-    /// Writers of this process queue here (see [`Db::write`]).
+    /// SQLite's writers queue here, in the process (see [`Db::write`]).
     writer: Arc<Mutex<()>>,
+    pub(crate) sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for Db {
@@ -69,7 +71,7 @@ impl Db {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("database migration failed: {e}")))?;
-        Ok(Db { pool, engine, clock, writer: Arc::new(Mutex::new(())) })
+        Ok(Db { pool, engine, clock, writer: Arc::new(Mutex::new(())), sealer: Arc::default() })
     }
 
     pub fn engine(&self) -> Engine {
@@ -90,16 +92,93 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Begins a write transaction whose audit records are attributed to `ctx`.
+    /// Begins a write transaction whose audit records are attributed to `ctx`, serialised with every
+    /// other writer. For paths whose invariants span many records (the CMDB's shape, accounts, policies).
     pub async fn write<'c>(&self, ctx: &'c AuditContext) -> StoreResult<WriteTx<'c>> {
-        // Writers queue here, in the process, before taking a connection: SQLite has one writer at a time,
-        // and on PostgreSQL every writer waits on the audit chain's row lock anyway, so a queue of writers
-        // holding pooled connections would only starve the readers (every request authenticates).
-        let serial = self.writer.clone().lock_owned().await;
-        WriteTx::begin(&self.pool, Some(serial), ctx, &self.clock).await
+        self.begin_write(ctx, Lock::Everything).await
     }
 
+    /// Begins a write transaction that excludes only the writers of the same `key` (and the writers of
+    /// [`Db::write`], which exclude everyone): a transition locks its record, so transitions of different
+    /// records run side by side. The key names what the transaction reads and then changes, e.g.
+    /// `change:<id>`.
+    pub async fn write_locking<'c>(&self, ctx: &'c AuditContext, key: &str) -> StoreResult<WriteTx<'c>> {
+        self.begin_write(ctx, Lock::Key(key)).await
+    }
+
+    async fn begin_write<'c>(&self, ctx: &'c AuditContext, lock: Lock<'_>) -> StoreResult<WriteTx<'c>> {
+        let mut tx = match self.engine {
+            // SQLite has one writer at a time whatever we do: writers queue here, in the process, before
+            // taking a connection, so that queued writers do not hold the connections readers need, and
+            // a write as the first statement means no transaction ever has to upgrade a stale snapshot.
+            Engine::Sqlite => {
+                let serial = self.writer.clone().lock_owned().await;
+                let mut tx = WriteTx::begin(self, Some(serial), ctx).await?;
+                sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1").execute(tx.conn()).await?;
+                tx
+            }
+            // PostgreSQL runs writers side by side; transaction-scoped advisory locks keep apart those
+            // that touch the same things. Key 0 is "everything": taken exclusively by `write`, shared
+            // by every keyed writer.
+            Engine::Postgres => {
+                let mut tx = WriteTx::begin(self, None, ctx).await?;
+                match lock {
+                    Lock::Everything => {
+                        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(0)) AS l").execute(tx.conn()).await?
+                    }
+                    Lock::Key(key) => {
+                        sqlx::query(
+                            "SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(0), pg_advisory_xact_lock($1)) AS l",
+                        )
+                        .bind(lock_id(key))
+                        .execute(tx.conn())
+                        .await?
+                    }
+                };
+                tx
+            }
+        };
+        // Read the time only once the locks are held, so a record's history never runs backwards.
+        tx.stamp_now();
+        Ok(tx)
+    }
+
+    /// Chains the audit records written so far (the sealer does this moments after each commit), then
+    /// closes the pool.
     pub async fn close(&self) {
+        self.sealer.wait_idle(Duration::from_secs(10)).await;
+        if let Err(e) = crate::audit::seal(self).await {
+            tracing::warn!(error = %e, "audit records could not be sealed before closing");
+        }
         self.pool.close().await;
+    }
+
+    /// A plain transaction for the sealer, queued with SQLite's writers.
+    pub(crate) async fn begin_sealing(
+        &self,
+    ) -> StoreResult<(sqlx::Transaction<'static, sqlx::Any>, Option<tokio::sync::OwnedMutexGuard<()>>)> {
+        let serial = match self.engine {
+            Engine::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Engine::Postgres => None,
+        };
+        Ok((self.pool.begin().await?, serial))
+    }
+}
+
+/// What a write transaction keeps other writers away from.
+enum Lock<'a> {
+    Everything,
+    Key(&'a str),
+}
+
+/// A key's advisory-lock number: the first 8 bytes of its SHA-256, never 0 (which means everything).
+pub(super) fn lock_id(key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    match i64::from_be_bytes(first) {
+        0 => 1,
+        n => n,
     }
 }

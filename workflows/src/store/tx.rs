@@ -1,10 +1,11 @@
 //! A write transaction: the change and its audit records commit together or not at all.
 
+use super::Db;
 use crate::audit::{self, AuditEntry};
-use crate::clock::Clock;
 use crate::error::StoreResult;
 use serde::Serialize;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
+use std::sync::atomic::{AtomicBool, Ordering};
 use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
@@ -36,6 +37,9 @@ impl AuditContext {
 pub struct WriteTx<'c> {
     tx: Transaction<'static, Any>,
     _serial: Option<OwnedMutexGuard<()>>,
+    db: Db,
+    /// Audit records written: the sealer has work once this commits.
+    audited: bool,
     ctx: &'c AuditContext,
     at: OffsetDateTime,
     /// Set when the acting person turns out to act for someone else (a delegate's vote).
@@ -44,23 +48,34 @@ pub struct WriteTx<'c> {
 
 impl<'c> WriteTx<'c> {
     pub(super) async fn begin(
-        pool: &AnyPool,
+        db: &Db,
         serial: Option<OwnedMutexGuard<()>>,
         ctx: &'c AuditContext,
-        clock: &Clock,
     ) -> StoreResult<WriteTx<'c>> {
-        let mut tx = pool.begin().await?;
-        // Lock the audit chain's head first. On PostgreSQL the row lock orders concurrent writers so
-        // the chain never forks; on SQLite a write as the first statement means the transaction never
-        // has to upgrade a stale read snapshot.
-        sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1").execute(&mut *tx).await?;
-        // Read the time only now that this writer holds the chain, so `at` never runs backwards along it.
-        Ok(WriteTx { tx, _serial: serial, ctx, at: clock.now(), acting_for: None })
+        let tx = db.pool().begin().await?;
+        let at = db.clock().now();
+        Ok(WriteTx { tx, _serial: serial, db: db.clone(), audited: false, ctx, at, acting_for: None })
+    }
+
+    pub(super) fn stamp_now(&mut self) {
+        self.at = self.db.clock().now();
     }
 
     /// The connection, for the statements of the change itself.
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+
+    /// Also excludes the writers of `key` from here to the end of the transaction (see
+    /// [`Db::write_locking`]). Take keys in a fixed order across paths, or two writers may deadlock.
+    pub async fn lock(&mut self, key: &str) -> StoreResult<()> {
+        if self.db.engine() == super::Engine::Postgres {
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(super::lock_id(key))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The instant this transaction stamps on what it writes.
@@ -93,6 +108,7 @@ impl<'c> WriteTx<'c> {
             before: before.map(serde_json::to_string).transpose().map_err(json_error)?,
             after: after.map(serde_json::to_string).transpose().map_err(json_error)?,
         };
+        self.audited = true;
         match &self.acting_for {
             Some(who) => {
                 let ctx = AuditContext { on_behalf_of: Some(who.clone()), ..self.ctx.clone() };
@@ -104,7 +120,53 @@ impl<'c> WriteTx<'c> {
 
     pub async fn commit(self) -> StoreResult<()> {
         self.tx.commit().await?;
+        if self.audited {
+            self.db.sealer.wake(&self.db);
+        }
         Ok(())
+    }
+}
+
+/// Chains committed audit records in the background: one sealing task per process at a time, woken by
+/// every commit that wrote audit records.
+#[derive(Debug, Default)]
+pub(crate) struct Sealer {
+    /// Records were committed since the running task last looked.
+    pending: AtomicBool,
+    running: AtomicBool,
+}
+
+impl Sealer {
+    /// Waits (up to `limit`) for a running sealing task to finish.
+    pub(crate) async fn wait_idle(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.running.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    fn wake(&self, db: &Db) {
+        self.pending.store(true, Ordering::SeqCst);
+        if self.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let sealer = db.sealer.clone();
+            loop {
+                while sealer.pending.swap(false, Ordering::SeqCst) {
+                    if let Err(e) = audit::seal(&db).await {
+                        // The records stay unsealed until the next commit (or `audit verify`) seals them.
+                        tracing::warn!(error = %e, "audit records could not be sealed");
+                    }
+                }
+                sealer.running.store(false, Ordering::SeqCst);
+                // A commit between the last look and now found the task still running: look again.
+                if !sealer.pending.load(Ordering::SeqCst) || sealer.running.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
     }
 }
 

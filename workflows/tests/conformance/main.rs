@@ -23,6 +23,7 @@
 //! - `change_property` — random events, votes, edits and time never take a change off its process.
 //! - `audit_records` — the record every mutation leaves, and the one a failed mutation does not.
 //! - `audit_chain` — verifying the hash chain and detecting tampering, also under concurrent writers.
+//! - `writers` — which writers wait for which: records take turns, different records run side by side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approval_timeouts;
@@ -46,3 +47,4 @@ mod search;
 mod support;
 mod tokens;
 mod users;
+mod writers;

@@ -38,8 +38,10 @@ pub async fn fresh_db() -> TestDb {
     TestDb { db, _database: database }
 }
 
-/// Runs raw SQL behind the store's back, as an intruder with database access would.
+/// Runs `sql` behind the store's back, as someone with access to the database would, once every audit
+/// record written so far has been sealed into the chain.
 pub async fn raw_sql(db: &Db, sql: &str) -> u64 {
+    tollgate_workflows::audit::seal(db).await.expect("audit records seal");
     sqlx::query(sql).execute(db.pool()).await.expect("raw SQL runs").rows_affected()
 }
 
