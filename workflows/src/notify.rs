@@ -3,10 +3,11 @@
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult};
-use crate::store::{AuditContext, Db, Filter, WriteTx};
+use crate::store::{bind_list, bind_row, AuditContext, Db, Filter, WriteTx, ROWS_PER_INSERT};
 use crate::text::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, FromRow};
 use time::OffsetDateTime;
 
 /// What a notification is about.
@@ -91,25 +92,26 @@ pub(crate) async fn raise(
     subject: &str,
 ) -> StoreResult<()> {
     let mut sent: Vec<&str> = Vec::new();
-    let now = to_millis(tx.now());
     for r in recipients {
-        if sent.contains(&r.as_str()) {
-            continue;
+        if !sent.contains(&r.as_str()) {
+            sent.push(r);
         }
-        sent.push(r);
-        sqlx::query(
-            "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(r)
-        .bind(kind.as_str())
-        .bind(entity_type)
-        .bind(entity_id)
-        .bind(subject)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+    }
+    let now = to_millis(tx.now());
+    for chunk in sent.chunks(ROWS_PER_INSERT) {
+        let mut args = AnyArguments::default();
+        let shared = bind_list(&mut args, [kind.as_str(), entity_type, entity_id, subject]);
+        let _ = args.add(now);
+        let shared = format!("{shared}, ${}", args.len());
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|r| bind_row(&mut args, [uuid::Uuid::new_v4().to_string(), (*r).to_owned()], &shared))
+            .collect();
+        let sql = format!(
+            "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        sqlx::query_with(&sql, args).execute(tx.conn()).await?;
     }
     Ok(())
 }

@@ -165,17 +165,24 @@ pub(crate) async fn effective_roles(
 /// The principal a bearer token stands for, if it is live: known, not revoked, not expired, user enabled.
 pub async fn authenticate(db: &Db, token: &str) -> StoreResult<Option<Principal>> {
     let now = to_millis(db.clock().now());
+    let hash = token_hash(token);
+    if let Some((principal, expires_at)) = db.principals.get(&hash) {
+        if expires_at > now {
+            return Ok(Some(principal));
+        }
+    }
+    let ticket = db.principals.ticket();
     // One round trip on every request: the token, its user, and each group's roles as extra rows.
-    let rows: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT t.id, u.id, u.username, u.roles, g.roles FROM api_tokens t JOIN users u ON u.id = t.user_id \
+    let rows: Vec<(String, i64, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, t.expires_at, u.id, u.username, u.roles, g.roles FROM api_tokens t JOIN users u ON u.id = t.user_id \
          LEFT JOIN group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = 0",
     )
-    .bind(token_hash(token))
+    .bind(&hash)
     .bind(now)
     .fetch_all(db.pool())
     .await?;
-    let Some((token_id, user_id, username, direct, _)) = rows.first().cloned() else {
+    let Some((token_id, expires_at, user_id, username, direct, _)) = rows.first().cloned() else {
         return Ok(None);
     };
     let mut roles = RoleSet::from_column(&direct);
@@ -184,7 +191,9 @@ pub async fn authenticate(db: &Db, token: &str) -> StoreResult<Option<Principal>
             roles.extend(&RoleSet::from_column(g));
         }
     }
-    Ok(Some(Principal { user_id, username, roles, token_id }))
+    let principal = Principal { user_id, username, roles, token_id };
+    db.principals.insert(ticket, hash, (principal.clone(), expires_at));
+    Ok(Some(principal))
 }
 
 /// The tokens of `user_id`, newest first.

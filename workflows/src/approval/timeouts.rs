@@ -33,8 +33,8 @@ pub async fn sweep_timeouts(db: &Db) -> StoreResult<usize> {
 }
 
 async fn time_out_one(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<bool> {
-    let mut tx = db.write_locking(ctx, &change::change_lock(id)).await?;
-    let change = change::fetch_in(tx.conn(), id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let change = change::fetch_locked(&mut tx, id).await?;
     let Some(round) = round_of(tx.conn(), &change).await? else { return Ok(false) };
     let Some(stage) = round.policy.stages.get(round.stage) else { return Ok(false) };
     let (Some(timeout), Some(action)) = (stage.timeout_secs, stage.on_timeout.clone()) else { return Ok(false) };
@@ -67,7 +67,7 @@ async fn time_out_one(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<bool
         }
         TimeoutAction::ApproveIfLowRisk if change.risk.level == RiskLevel::Low => {
             tx.audit("approval.timeout", "change", id, None::<&()>, Some(&record)).await?;
-            advance(&mut tx, &change, round.stage).await?;
+            advance(&mut tx, &change, round).await?;
         }
         TimeoutAction::ApproveIfLowRisk => {
             mark("").execute(tx.conn()).await?;

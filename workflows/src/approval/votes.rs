@@ -76,12 +76,18 @@ pub(super) async fn votes_of(conn: &mut AnyConnection, change: &Change) -> Store
 pub async fn approval_status(db: &Db, change_id: &str) -> StoreResult<ApprovalStatus> {
     let mut conn = db.pool().acquire().await?;
     let change = change::fetch_in(&mut conn, change_id).await?;
-    status_in(&mut conn, &change).await
+    let round = round_of(&mut conn, &change).await?;
+    status_in(&mut conn, &change, round).await
 }
 
-pub(super) async fn status_in(conn: &mut AnyConnection, change: &Change) -> StoreResult<ApprovalStatus> {
+/// The approval status of the change's current revision under `round`, its open round if any.
+pub(super) async fn status_in(
+    conn: &mut AnyConnection,
+    change: &Change,
+    round: Option<Round>,
+) -> StoreResult<ApprovalStatus> {
     let votes = votes_of(conn, change).await?;
-    let Some(round) = round_of(conn, change).await? else {
+    let Some(round) = round else {
         return Ok(ApprovalStatus {
             change_id: change.id.clone(),
             revision: change.revision,
@@ -158,8 +164,8 @@ pub async fn vote_on_revision(
     if decision == Decision::Reject && comment.as_str().trim().is_empty() {
         return Err(ValidationError::new("comment", "a rejection needs a comment").into());
     }
-    let mut tx = db.write_locking(ctx, &change::change_lock(change_id)).await?;
-    let change = change::fetch_in(tx.conn(), change_id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let change = change::fetch_locked(&mut tx, change_id).await?;
     if let Some(read) = revision.filter(|r| *r != change.revision) {
         return Err(StoreError::Conflict(format!(
             "{} changed since you read revision {read}: it is at revision {} now; read it again",
@@ -186,15 +192,15 @@ pub async fn vote_on_revision(
         return Err(StoreError::Conflict(format!("{} is already approved", change.reference)));
     };
     let approvers = eligible(tx.conn(), &stage_groups(&round), &change).await?;
-    let voted: Vec<(String,)> = sqlx::query_as(
-        "SELECT counted_as_id FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3",
+    let voted: Vec<(String, String)> = sqlx::query_as(
+        "SELECT counted_as_id, decision FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3",
     )
     .bind(&change.id)
     .bind(change.revision)
     .bind(stage as i64)
     .fetch_all(tx.conn())
     .await?;
-    let has_voted = |id: &str| voted.iter().any(|(v,)| v == id);
+    let has_voted = |id: &str| voted.iter().any(|(v, _)| v == id);
     let counted_as = if let Some(me) = approvers.iter().find(|(id, _)| *id == voter.user_id) {
         if has_voted(&me.0) {
             return Err(StoreError::Conflict(format!("{} has already voted on this stage", me.1)));
@@ -266,32 +272,25 @@ pub async fn vote_on_revision(
             change::fire_in(&mut tx, &change.id, &Actor::System, event).await?;
         }
         Decision::Approve => {
-            let approvals = 1 + voted.len() as u32 - rejected_count(tx.conn(), &change, stage).await?;
+            let approvals = 1 + voted.iter().filter(|(_, d)| d == "approve").count() as u32;
             if stage_def.rule.met(approvals, approvers.len() as u32) {
-                advance(&mut tx, &change, stage).await?;
+                let round = advance(&mut tx, &change, round).await?;
+                let status = status_in(tx.conn(), &change, Some(round)).await?;
+                tx.commit().await?;
+                return Ok(status);
             }
         }
     }
-    let after = change::fetch_in(tx.conn(), &change.id).await?;
-    let status = status_in(tx.conn(), &after).await?;
+    // A rejection ends the round; an approval that does not pass the stage leaves it as it was.
+    let round = if decision == Decision::Approve { Some(round) } else { round_of(tx.conn(), &change).await? };
+    let status = status_in(tx.conn(), &change, round).await?;
     tx.commit().await?;
     Ok(status)
 }
 
-pub(super) async fn rejected_count(conn: &mut AnyConnection, change: &Change, stage: usize) -> StoreResult<u32> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3 AND decision = 'reject'",
-    )
-    .bind(&change.id)
-    .bind(change.revision)
-    .bind(stage as i64)
-    .fetch_one(conn)
-    .await?;
-    Ok(u32::try_from(n).unwrap_or(0))
-}
-
-/// Passes `stage`; passing the last one approves the change.
-pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, stage: usize) -> StoreResult<()> {
+/// Passes the round's open stage; passing the last one approves the change. Returns the round as it is now.
+pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, round: Round) -> StoreResult<Round> {
+    let stage = round.stage;
     let now = to_millis(tx.now());
     sqlx::query(
         "UPDATE approval_rounds SET stage = $1, stage_opened_at = $2, escalated_groups = '', timed_out = 0 \
@@ -304,16 +303,17 @@ pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, stage: usize)
     .bind(stage as i64)
     .execute(tx.conn())
     .await?;
-    let complete = complete_in(tx.conn(), change).await?.is_ok();
-    if !complete {
-        if let Some(round) = round_of(tx.conn(), change).await? {
-            let groups = round.policy.stages.get(round.stage).map(|s| s.groups.clone()).unwrap_or_default();
+    let round =
+        Round { stage: stage + 1, stage_opened_at: now, escalated_groups: Vec::new(), timed_out: false, ..round };
+    match round.policy.stages.get(round.stage) {
+        Some(next) => {
+            let groups = next.groups.clone();
             request_votes(tx, change, &groups).await?;
         }
+        None => {
+            let approve = ChangeEvent { event: "approve".into(), ..Default::default() };
+            change::fire_in(tx, &change.id, &Actor::System, approve).await?;
+        }
     }
-    if complete {
-        change::fire_in(tx, &change.id, &Actor::System, ChangeEvent { event: "approve".into(), ..Default::default() })
-            .await?;
-    }
-    Ok(())
+    Ok(round)
 }

@@ -73,7 +73,7 @@ impl GuardCheck for ChangeGuards<'_> {
 /// Fires `e` on a change for `actor` (a person's roles, or the system), under the process version it
 /// started with. Guards are evaluated against the store inside the same transaction as the transition.
 pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
-    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
+    let mut tx = db.write_rows(ctx).await?;
     let after = fire_in(&mut tx, id, actor, e).await?;
     tx.commit().await?;
     Ok(after)
@@ -84,8 +84,8 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
     let review = e.review.as_deref().filter(|r| !r.trim().is_empty());
     let review = review.map(|r| Description::parse("review", r)).transpose()?;
-    let before = fetch(tx.conn(), id).await?;
-    let def = process::get_definition_in(tx.conn(), &before.process, Some(before.process_version)).await?;
+    let before = fetch_locked(tx, id).await?;
+    let def = process::definition_at(tx, &before.process, before.process_version).await?;
     let transition = def.definition.transitions.iter().find(|t| t.event == e.event && t.from.contains(&before.state));
     let needs = |g: Guard| transition.is_some_and(|t| t.guards.contains(&g));
     if review.is_some() && transition.is_some() && !needs(Guard::ReviewRecorded) {
@@ -126,11 +126,18 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
         }
     }
     let to = decision.to.to_owned();
-    apply(tx, &before, &to, review.as_ref().map(Description::as_str)).await?;
+    let review = review.as_ref().map(Description::as_str);
+    apply(tx, &before, &to, review).await?;
     if decision.effects.contains(&process::Effect::RequestApprovals) {
         crate::approval::open_round(tx, &before).await?;
     }
-    let after = fetch(tx.conn(), id).await?;
+    // What `apply` wrote, without reading it back.
+    let after = Change {
+        state: to.clone(),
+        review: review.map(str::to_owned).or_else(|| before.review.clone()),
+        updated_at: crate::clock::from_millis(to_millis(tx.now())),
+        ..before.clone()
+    };
     if decision.effects.contains(&process::Effect::Notify)
         && tx.context().actor_id.as_deref() != Some(&after.requester_id)
     {
@@ -174,8 +181,8 @@ pub async fn override_conflicts(db: &Db, ctx: &AuditContext, id: &str, reason: D
     if reason.as_str().trim().is_empty() {
         return Err(ValidationError::new("reason", "an override needs a reason").into());
     }
-    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
-    let before = fetch(tx.conn(), id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let before = fetch_locked(&mut tx, id).await?;
     if !super::request::editable(&before.state) {
         return Err(StoreError::Conflict(format!(
             "{} is {}: there is nothing left to schedule",

@@ -22,11 +22,6 @@ pub use record::*;
 pub use request::*;
 pub use risk::{Risk, RiskFactor, RiskLevel};
 
-/// The write lock of one change: its transitions, edits and votes take turns.
-pub(crate) fn change_lock(id: &str) -> String {
-    format!("change:{id}")
-}
-
 use serde::{Deserialize, Serialize};
 
 /// The kind of a change, which chooses its process and approval policy.

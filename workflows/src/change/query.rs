@@ -45,11 +45,7 @@ pub async fn list_changes(db: &Db, q: &ChangeQuery, page: PageRequest) -> StoreR
         f.contains("title", text);
     }
     let rows: Page<ChangeRow> = f.page(db.pool(), COLUMNS, "changes", "window_start, number DESC", page).await?;
-    let mut conn = db.pool().acquire().await?;
-    let mut items = Vec::with_capacity(rows.items.len());
-    for row in rows.items {
-        items.push(fetch(&mut conn, &row.id).await?);
-    }
+    let items = rows.items.into_iter().map(ChangeRow::into_change).collect::<StoreResult<Vec<_>>>()?;
     Ok(Page { items, total: rows.total, limit: rows.limit, offset: rows.offset })
 }
 

@@ -5,7 +5,7 @@ use super::risk::Risk;
 use super::ChangeKind;
 use crate::clock::from_millis;
 use crate::error::{StoreError, StoreResult};
-use crate::store::Db;
+use crate::store::{Db, WriteTx};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, FromRow};
 use time::OffsetDateTime;
@@ -80,12 +80,16 @@ pub(super) struct ChangeRow {
     pub(super) review: Option<String>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
+    /// The affected CI ids, comma-separated (ids never hold commas).
+    pub(super) ci_list: Option<String>,
 }
 
+/// Every column of a change, and its CIs in the same round trip (`string_agg` is SQLite's too, since 3.44).
 pub(super) const COLUMNS: &str =
     "id, number, kind, title, description, state, process_name, process_version, revision, \
     requester_id, requester, revised_by_id, operations, rollback, risk, window_start, window_end, conflict_override, \
-    review, created_at, updated_at";
+    review, created_at, updated_at, \
+    (SELECT string_agg(ci_id, ',') FROM change_cis WHERE change_cis.change_id = changes.id) AS ci_list";
 
 pub(super) fn json<T: for<'de> Deserialize<'de>>(id: &str, what: &str, s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("stored change {id} has a bad {what}: {e}")))
@@ -96,7 +100,16 @@ pub(super) fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
 }
 
 impl ChangeRow {
-    pub(super) fn into_change(self, ci_ids: Vec<String>) -> StoreResult<Change> {
+    pub(super) fn into_change(self) -> StoreResult<Change> {
+        let mut ci_ids: Vec<String> = self
+            .ci_list
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        ci_ids.sort_unstable();
         Ok(Change {
             reference: format!("CHG-{:06}", self.number),
             kind: ChangeKind::parse(&self.kind)
@@ -133,12 +146,19 @@ pub(crate) async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<Cha
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    let row = row.ok_or_else(|| StoreError::not_found("change", id))?;
-    let cis: Vec<(String,)> = sqlx::query_as("SELECT ci_id FROM change_cis WHERE change_id = $1 ORDER BY ci_id")
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-    row.into_change(cis.into_iter().map(|(c,)| c).collect())
+    row.ok_or_else(|| StoreError::not_found("change", id))?.into_change()
+}
+
+/// A change read for changing it: on PostgreSQL its row stays locked until the transaction ends, so the
+/// writers of one change take turns (see [`Db::write_rows`]).
+pub(crate) async fn fetch_locked(tx: &mut WriteTx<'_>, id: &str) -> StoreResult<Change> {
+    if id.contains('\0') {
+        return Err(StoreError::not_found("change", id));
+    }
+    let sql = format!("SELECT {COLUMNS} FROM changes WHERE id = $1{}", tx.db().for_update());
+    let row: Option<ChangeRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.conn()).await?;
+    tx.stamp_now();
+    row.ok_or_else(|| StoreError::not_found("change", id))?.into_change()
 }
 
 /// A change read on a given connection, e.g. inside a write transaction.

@@ -9,8 +9,9 @@ use crate::cmdb::{self, fetch_ci, Criticality};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::process::{self, Actor};
-use crate::store::{AuditContext, Db};
+use crate::store::{bind_list, bind_row, AuditContext, Db, ROWS_PER_INSERT};
 use crate::text::{Description, Name};
+use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
 use std::collections::BTreeSet;
 
@@ -168,14 +169,17 @@ pub(super) fn operation_signature(ops: &[Operation]) -> String {
     kinds.join(",")
 }
 
-pub(super) async fn write_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String]) -> StoreResult<()> {
-    sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
-    for ci in ci_ids {
-        sqlx::query("INSERT INTO change_cis (change_id, ci_id) VALUES ($1, $2)")
-            .bind(id)
-            .bind(ci)
-            .execute(&mut *conn)
-            .await?;
+/// Records the change's CIs; `replace` drops those it had first.
+pub(super) async fn write_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String], replace: bool) -> StoreResult<()> {
+    if replace {
+        sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
+    }
+    for chunk in ci_ids.chunks(ROWS_PER_INSERT) {
+        let mut args = AnyArguments::default();
+        let change = bind_list(&mut args, [id]);
+        let rows: Vec<String> = chunk.iter().map(|ci| bind_row(&mut args, [ci.as_str()], &change)).collect();
+        let sql = format!("INSERT INTO change_cis (ci_id, change_id) VALUES {}", rows.join(", "));
+        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -192,11 +196,10 @@ pub async fn create_change(
         let mut conn = db.pool().acquire().await?;
         work_out(&mut conn, db, &spec).await?
     };
-    let mut tx = db.write_locking(ctx, "changes:numbering").await?;
-    let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
-    let (number,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(number), 0) + 1 FROM changes").fetch_one(tx.conn()).await?;
     let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = db.write_rows(ctx).await?;
+    let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
+    let number = tx.next_number(crate::store::Numbered::Change).await?;
     let now = to_millis(tx.now());
     sqlx::query(
         "INSERT INTO changes (id, number, kind, title, description, state, process_name, process_version, revision, \
@@ -224,7 +227,7 @@ pub async fn create_change(
     .bind(now)
     .execute(tx.conn())
     .await?;
-    write_cis(tx.conn(), &id, &worked.ci_ids).await?;
+    write_cis(tx.conn(), &id, &worked.ci_ids, false).await?;
     let change = fetch(tx.conn(), &id).await?;
     tx.audit("change.create", "change", &id, None::<&Change>, Some(&change)).await?;
     tx.commit().await?;
@@ -245,8 +248,8 @@ pub async fn update_change(
     spec: ChangeSpec,
     expected_revision: Option<i64>,
 ) -> StoreResult<Change> {
-    let mut tx = db.write_locking(ctx, &super::change_lock(id)).await?;
-    let before = fetch(tx.conn(), id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let before = fetch_locked(&mut tx, id).await?;
     if let Some(expected) = expected_revision.filter(|e| *e != before.revision) {
         return Err(StoreError::Conflict(format!(
             "change {} is at revision {}, not {expected}: reload it and apply your edit again",
@@ -263,7 +266,7 @@ pub async fn update_change(
         )));
     }
     let worked = work_out(tx.conn(), db, &spec).await?;
-    let def = process::get_definition_in(tx.conn(), &before.process, Some(before.process_version)).await?;
+    let def = process::definition_at(&mut tx, &before.process, before.process_version).await?;
     // Votes bind to a revision: an approved plan that changes must be approved again.
     let state = match process::decide(&def.definition, &before.state, "revise", &Actor::System, &()) {
         Ok(d) => d.to.to_owned(),
@@ -289,7 +292,7 @@ pub async fn update_change(
     .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
-    write_cis(tx.conn(), id, &worked.ci_ids).await?;
+    write_cis(tx.conn(), id, &worked.ci_ids, true).await?;
     let after = fetch(tx.conn(), id).await?;
     if after.state == "scheduled" {
         // A process with no way back to approval (standard changes) keeps the change scheduled: the edited

@@ -51,9 +51,9 @@ impl GuardCheck for IncidentGuards<'_> {
 /// Fires `e` on an incident for a person with `roles`, under the process version the incident started with.
 pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: IncidentEvent) -> StoreResult<Incident> {
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
-    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
-    let row = fetch_row(tx.conn(), id).await?;
-    let def = process::get_definition_in(tx.conn(), &row.process_name, Some(row.process_version)).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let row = fetch_row_locked(&mut tx, id).await?;
+    let def = process::definition_at(&mut tx, &row.process_name, row.process_version).await?;
     let assignee_ok = match &e.assignee_id {
         Some(a) if !a.contains('\0') => {
             let found: Option<(i64,)> =

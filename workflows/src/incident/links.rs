@@ -14,7 +14,8 @@ pub async fn link_change(
     change_id: &str,
     kind: LinkKind,
 ) -> StoreResult<Incident> {
-    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    fetch_row_locked(&mut tx, id).await?;
     let before = fetch(tx.conn(), id).await?;
     match crate::change::fetch_in(tx.conn(), change_id).await {
         Ok(_) => {}
@@ -50,7 +51,8 @@ pub async fn unlink_change(
     change_id: &str,
     kind: LinkKind,
 ) -> StoreResult<Incident> {
-    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    fetch_row_locked(&mut tx, id).await?;
     let before = fetch(tx.conn(), id).await?;
     if !before.changes.iter().any(|l| l.change_id == change_id && l.kind == kind) {
         return Err(StoreError::not_found("link", format!("{id} {} {change_id}", kind.as_str())));

@@ -19,11 +19,6 @@ pub use record::*;
 pub use report::*;
 pub use sla::*;
 
-/// The write lock of one incident: its events, reports folded into it and links take turns.
-pub(crate) fn incident_lock(id: &str) -> String {
-    format!("incident:{id}")
-}
-
 use crate::error::ValidationError;
 use serde::{Deserialize, Serialize};
 

@@ -79,8 +79,12 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
     let mut ci_list = r.ci_ids.clone();
     ci_list.sort();
     ci_list.dedup();
-    // Reports queue among themselves (numbering, dedup), then lock the incident they fold into.
-    let mut tx = db.write_locking(ctx, "incidents:reports").await?;
+    // Reports with the same dedup key take turns, then lock the incident they fold into.
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = match &r.dedup_key {
+        Some(key) => db.write_locking(ctx, &format!("incident-dedup:{}", key.as_str())).await?,
+        None => db.write_rows(ctx).await?,
+    };
     check_cis(tx.conn(), &ci_list).await?;
     let now = tx.now();
     if let Some(key) = &r.dedup_key {
@@ -92,9 +96,8 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
         .await?;
         let open = match open {
             Some((id,)) => {
-                tx.lock(&super::incident_lock(&id)).await?;
                 // Resolved between the look-up and the lock: the report opens a new incident.
-                fetch_row(tx.conn(), &id).await?.resolved_at.is_none().then_some(id)
+                fetch_row_locked(&mut tx, &id).await?.resolved_at.is_none().then_some(id)
             }
             None => None,
         };
@@ -129,10 +132,8 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
         }
     }
     let def = process::get_definition_in(tx.conn(), PROCESS, None).await?;
-    let (number,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(number), 0) + 1 FROM incidents").fetch_one(tx.conn()).await?;
+    let number = tx.next_number(crate::store::Numbered::Incident).await?;
     let priority = policy.priority(r.impact, r.urgency);
-    let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(&format!(
         "INSERT INTO incidents ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, NULL, $12, $13, 1, \
          $14, $14, $14, NULL, NULL, NULL, 0, $15, $16, 0, 0, 1)"
@@ -191,8 +192,8 @@ pub async fn update_incident(
     u: IncidentUpdate,
     expected_revision: Option<i64>,
 ) -> StoreResult<Incident> {
-    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
-    let row = fetch_row(tx.conn(), id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let row = fetch_row_locked(&mut tx, id).await?;
     if row.resolved_at.is_some() {
         return Err(StoreError::Conflict(format!(
             "INC-{:06} is {}: reopen it to change its details",

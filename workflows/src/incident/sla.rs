@@ -33,8 +33,8 @@ pub async fn sla_sweep(db: &Db) -> StoreResult<Vec<Incident>> {
 }
 
 async fn sweep_one(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<Option<Incident>> {
-    let mut tx = db.write_locking(ctx, &super::incident_lock(id)).await?;
-    let row = fetch_row(tx.conn(), id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let row = fetch_row_locked(&mut tx, id).await?;
     let now = to_millis(tx.now());
     // Re-read inside the transaction: another replica may have swept it already.
     let running = row.resolved_at.is_none() && row.paused_since.is_none();

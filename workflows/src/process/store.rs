@@ -88,6 +88,22 @@ pub async fn get_definition_in(
     row.map(StoredDefinition::try_from).transpose()?.ok_or_else(|| StoreError::not_found("process", label))
 }
 
+/// One version of a process inside a write transaction, from memory once read (a version never changes).
+pub(crate) async fn definition_at(
+    tx: &mut crate::store::WriteTx<'_>,
+    name: &str,
+    version: i64,
+) -> StoreResult<std::sync::Arc<StoredDefinition>> {
+    let key = (name.to_owned(), version);
+    if let Some(def) = tx.db().definitions.get(&key) {
+        return Ok(def);
+    }
+    let ticket = tx.db().definitions.ticket();
+    let def = std::sync::Arc::new(get_definition_in(tx.conn(), name, Some(version)).await?);
+    tx.db().definitions.insert(ticket, key, def.clone());
+    Ok(def)
+}
+
 /// The latest version of every process, by name.
 pub async fn list_definitions(db: &Db) -> StoreResult<Vec<StoredDefinition>> {
     let rows: Vec<DefinitionRow> = sqlx::query_as(&format!(

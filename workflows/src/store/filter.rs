@@ -144,6 +144,24 @@ fn like_pattern(needle: &str) -> String {
     pattern
 }
 
+/// Binds one row of `values` after what `args` already holds and returns its placeholders, `($a, $b, …)`,
+/// joined to `shared` (placeholders already bound, repeated in every row): one row of a multi-row `VALUES`.
+pub fn bind_row<I, S>(args: &mut AnyArguments<'static>, values: I, shared: &str) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let own = bind_list(args, values);
+    if shared.is_empty() {
+        format!("({own})")
+    } else {
+        format!("({own}, {shared})")
+    }
+}
+
+/// Rows per multi-row `INSERT`, well under either engine's limit on bound values.
+pub const ROWS_PER_INSERT: usize = 500;
+
 /// Binds each of `values` after what `args` already holds and returns their placeholders, `$a, $b, …`, for
 /// an `IN (…)` list. The values are always bound; only the placeholders enter the SQL text.
 pub fn bind_list<I, S>(args: &mut AnyArguments<'static>, values: I) -> String

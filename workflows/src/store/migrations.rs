@@ -42,6 +42,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (8, "notifications", include_str!("../../migrations/sqlite/0008_notifications.sql")),
     (9, "change_authors", include_str!("../../migrations/sqlite/0009_change_authors.sql")),
     (10, "audit_sealing", include_str!("../../migrations/sqlite/0010_audit_sealing.sql")),
+    (11, "numbering", include_str!("../../migrations/sqlite/0011_numbering.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -54,6 +55,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "notifications", include_str!("../../migrations/postgres/0008_notifications.sql")),
     (9, "change_authors", include_str!("../../migrations/postgres/0009_change_authors.sql")),
     (10, "audit_sealing", include_str!("../../migrations/postgres/0010_audit_sealing.sql")),
+    (11, "numbering", include_str!("../../migrations/postgres/0011_numbering.sql")),
 ];
 
 /// The migrator for `engine`.

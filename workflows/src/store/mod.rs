@@ -4,13 +4,15 @@
 //! placeholders (which SQLite accepts too), integers for instants and flags, and text for ids.
 
 mod filter;
+mod memo;
 mod migrations;
 mod tx;
 
-pub use filter::{bind_list, Filter};
+pub use filter::{bind_list, bind_row, Filter, ROWS_PER_INSERT};
+pub(crate) use memo::Memo;
 pub use migrations::{migrations_for, Engine};
-pub(crate) use tx::Sealer;
 pub use tx::{AuditContext, WriteTx};
+pub(crate) use tx::{Numbered, Sealer};
 
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreResult};
@@ -25,6 +27,10 @@ use tokio::sync::Mutex;
 const SQLITE_PRAGMAS: &[&str] =
     &["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000", "PRAGMA synchronous = NORMAL"];
 
+/// How long a token's principal is taken from memory. Changes made through this process show at once;
+/// a token revoked or a role taken away through another server process shows within this time.
+const PRINCIPAL_TTL: Duration = Duration::from_secs(2);
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -34,6 +40,11 @@ pub struct Db {
     /// SQLite's writers queue here, in the process (see [`Db::write`]).
     writer: Arc<Mutex<()>>,
     pub(crate) sealer: Arc<Sealer>,
+    /// Who each bearer token stands for (by its hash), with its expiry; cleared by every writer of
+    /// everything (accounts, groups and revocations write that way).
+    pub(crate) principals: Arc<Memo<String, (crate::accounts::Principal, i64)>>,
+    /// Process definitions by (name, version): a stored version never changes.
+    pub(crate) definitions: Arc<Memo<(String, i64), Arc<crate::process::StoredDefinition>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -71,7 +82,15 @@ impl Db {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("database migration failed: {e}")))?;
-        Ok(Db { pool, engine, clock, writer: Arc::new(Mutex::new(())), sealer: Arc::default() })
+        Ok(Db {
+            pool,
+            engine,
+            clock,
+            writer: Arc::new(Mutex::new(())),
+            sealer: Arc::default(),
+            principals: Arc::new(Memo::new(PRINCIPAL_TTL, 10_000)),
+            definitions: Arc::new(Memo::new(Duration::MAX, 256)),
+        })
     }
 
     pub fn engine(&self) -> Engine {
@@ -99,11 +118,25 @@ impl Db {
     }
 
     /// Begins a write transaction that excludes only the writers of the same `key` (and the writers of
-    /// [`Db::write`], which exclude everyone): a transition locks its record, so transitions of different
-    /// records run side by side. The key names what the transaction reads and then changes, e.g.
-    /// `change:<id>`.
+    /// [`Db::write`], which exclude everyone). The key names what the transaction reads and then changes
+    /// when that is not one row, e.g. `incident-dedup:<key>` for the reports that share a dedup key.
     pub async fn write_locking<'c>(&self, ctx: &'c AuditContext, key: &str) -> StoreResult<WriteTx<'c>> {
         self.begin_write(ctx, Lock::Key(key)).await
+    }
+
+    /// Begins a write transaction that locks only the rows it reads for changing (`SELECT … FOR UPDATE`
+    /// on PostgreSQL, as its first statement; see `change::fetch_locked`): writers of one change or
+    /// incident take turns, everyone else runs side by side, and no lock costs a round trip of its own.
+    pub async fn write_rows<'c>(&self, ctx: &'c AuditContext) -> StoreResult<WriteTx<'c>> {
+        self.begin_write(ctx, Lock::Rows).await
+    }
+
+    /// `FOR UPDATE` on PostgreSQL, nothing on SQLite (whose writers take turns anyway).
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        }
     }
 
     async fn begin_write<'c>(&self, ctx: &'c AuditContext, lock: Lock<'_>) -> StoreResult<WriteTx<'c>> {
@@ -119,25 +152,29 @@ impl Db {
             }
             // PostgreSQL runs writers side by side; transaction-scoped advisory locks keep apart those
             // that touch the same things. Key 0 is "everything": taken exclusively by `write`, shared
-            // by every keyed writer.
+            // by every keyed writer. Row writers lock their rows as they read them, and nothing else.
             Engine::Postgres => {
                 let mut tx = WriteTx::begin(self, None, ctx).await?;
                 match lock {
                     Lock::Everything => {
-                        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(0)) AS l").execute(tx.conn()).await?
+                        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(0)) AS l").execute(tx.conn()).await?;
                     }
+                    Lock::Rows => {}
                     Lock::Key(key) => {
                         sqlx::query(
                             "SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(0), pg_advisory_xact_lock($1)) AS l",
                         )
                         .bind(lock_id(key))
                         .execute(tx.conn())
-                        .await?
+                        .await?;
                     }
-                };
+                }
                 tx
             }
         };
+        if matches!(lock, Lock::Everything) {
+            tx.excludes_everyone();
+        }
         // Read the time only once the locks are held, so a record's history never runs backwards.
         tx.stamp_now();
         Ok(tx)
@@ -166,9 +203,12 @@ impl Db {
 }
 
 /// What a write transaction keeps other writers away from.
+#[derive(Clone, Copy)]
 enum Lock<'a> {
     Everything,
     Key(&'a str),
+    /// The rows the transaction reads for update.
+    Rows,
 }
 
 /// A key's advisory-lock number: the first 8 bytes of its SHA-256, never 0 (which means everything).

@@ -40,6 +40,8 @@ pub struct WriteTx<'c> {
     db: Db,
     /// Audit records written: the sealer has work once this commits.
     audited: bool,
+    /// Excludes every other writer: it may change accounts, so cached principals go once it commits.
+    everything: bool,
     ctx: &'c AuditContext,
     at: OffsetDateTime,
     /// Set when the acting person turns out to act for someone else (a delegate's vote).
@@ -54,10 +56,29 @@ impl<'c> WriteTx<'c> {
     ) -> StoreResult<WriteTx<'c>> {
         let tx = db.pool().begin().await?;
         let at = db.clock().now();
-        Ok(WriteTx { tx, _serial: serial, db: db.clone(), audited: false, ctx, at, acting_for: None })
+        Ok(WriteTx {
+            tx,
+            _serial: serial,
+            db: db.clone(),
+            audited: false,
+            everything: false,
+            ctx,
+            at,
+            acting_for: None,
+        })
     }
 
-    pub(super) fn stamp_now(&mut self) {
+    pub(super) fn excludes_everyone(&mut self) {
+        self.everything = true;
+    }
+
+    /// The store this transaction writes to.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Reads the clock again: once a lock is held, so that a record's history never runs backwards.
+    pub(crate) fn stamp_now(&mut self) {
         self.at = self.db.clock().now();
     }
 
@@ -66,16 +87,18 @@ impl<'c> WriteTx<'c> {
         &mut self.tx
     }
 
-    /// Also excludes the writers of `key` from here to the end of the transaction (see
-    /// [`Db::write_locking`]). Take keys in a fixed order across paths, or two writers may deadlock.
-    pub async fn lock(&mut self, key: &str) -> StoreResult<()> {
-        if self.db.engine() == super::Engine::Postgres {
-            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
-                .bind(super::lock_id(key))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
+    /// The next number of a kind of record (`CHG-000042`): from a sequence on PostgreSQL, so that writers
+    /// never queue for it (a number taken by a transaction that rolls back is not reused); MAX + 1 on
+    /// SQLite, whose writers take turns anyway.
+    pub(crate) async fn next_number(&mut self, of: Numbered) -> StoreResult<i64> {
+        let sql = match (self.db.engine(), of) {
+            (super::Engine::Postgres, Numbered::Change) => "SELECT nextval('change_numbers')",
+            (super::Engine::Postgres, Numbered::Incident) => "SELECT nextval('incident_numbers')",
+            (super::Engine::Sqlite, Numbered::Change) => "SELECT COALESCE(MAX(number), 0) + 1 FROM changes",
+            (super::Engine::Sqlite, Numbered::Incident) => "SELECT COALESCE(MAX(number), 0) + 1 FROM incidents",
+        };
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut *self.tx).await?;
+        Ok(n)
     }
 
     /// The instant this transaction stamps on what it writes.
@@ -120,11 +143,21 @@ impl<'c> WriteTx<'c> {
 
     pub async fn commit(self) -> StoreResult<()> {
         self.tx.commit().await?;
+        if self.everything {
+            self.db.principals.clear();
+        }
         if self.audited {
             self.db.sealer.wake(&self.db);
         }
         Ok(())
     }
+}
+
+/// Records numbered for people to quote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Numbered {
+    Change,
+    Incident,
 }
 
 /// Chains committed audit records in the background: one sealing task per process at a time, woken by

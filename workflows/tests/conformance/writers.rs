@@ -1,10 +1,11 @@
 //! Writers side by side: transitions of different changes do not wait for each other on PostgreSQL,
 //! writers of the same record take turns on every engine, a writer of everything waits for all of them,
-//! and the audit chain stays whole however the commits interleave.
+//! concurrent votes see each other, and the audit chain stays whole however the commits interleave.
 
 use crate::change_support::*;
 use crate::support::*;
 use std::time::Duration;
+use tollgate_workflows::approval::Rule;
 use tollgate_workflows::audit::{self, VerifyReport};
 use tollgate_workflows::change::ChangeKind;
 use tollgate_workflows::{cmdb, Db, Engine};
@@ -112,5 +113,33 @@ async fn concurrent_lifecycles_of_different_changes_keep_the_chain_whole() {
         assert_eq!(state_of(&db, &c.id).await, "cancelled");
         let timeline = tollgate_workflows::change::change_timeline(&db, &c.id, all()).await.unwrap();
         assert!(timeline.items.windows(2).all(|w| w[0].seq < w[1].seq && w[0].at <= w[1].at));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_votes_at_once_that_meet_a_quorum_of_two_approve_the_change_exactly_once() {
+    let (db, f) = seeded().await;
+    let s = staff(&db).await;
+    low_risk_policy(&db, Rule::Quorum(2)).await;
+    let petra = approver(&db, "petra", "change-approvers").await;
+    let paul = approver(&db, "paul", "change-approvers").await;
+
+    for _ in 0..6 {
+        let c = to_approval(&db, &s, low_risk(&f)).await;
+        let votes: Vec<_> = [petra.clone(), paul.clone()]
+            .into_iter()
+            .map(|p| {
+                let (db, id) = (db.db.clone(), c.id.clone());
+                tokio::spawn(async move { approve(&db, &id, &p).await })
+            })
+            .collect();
+        for v in votes {
+            v.await.unwrap().expect("each vote counts");
+        }
+
+        assert_eq!(state_of(&db, &c.id).await, "approved", "the second vote saw the first and passed the stage");
+        let timeline = tollgate_workflows::change::change_timeline(&db, &c.id, all()).await.unwrap();
+        let approvals = timeline.items.iter().filter(|r| r.action == "change.approve").count();
+        assert_eq!(approvals, 1, "approved once");
     }
 }
