@@ -212,9 +212,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let database = tollgate_workflows::testing::fresh_database().await;
     let engine = tollgate_workflows::Engine::from_url(database.url())?;
-    let db = Db::connect(database.url(), 16, Clock::system()).await?;
-    setup(&db).await?;
+    // The server as it runs by default, its pool size included.
     let config = tollgate_api::config::Config::default();
+    let db = Db::connect(database.url(), config.database.max_connections, Clock::system()).await?;
+    setup(&db).await?;
     let (router, _) = tollgate_api::app(tollgate_api::state(&config, db.clone()), config.server.max_body_bytes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

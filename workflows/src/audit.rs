@@ -7,11 +7,11 @@
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::StoreResult;
-use crate::store::{AuditContext, Db, Filter};
+use crate::store::{AuditContext, Db, Filter, Param};
 use crate::text::{Page, PageRequest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
 /// The hash the first record chains from.
@@ -95,30 +95,39 @@ impl AuditRow {
 const COLUMNS: &str = "seq, chain_pos, at, actor, actor_id, on_behalf_of, request_id, action, entity_type, \
                        entity_id, before_json, after_json, prev_hash, hash";
 
-/// Writes a record in the caller's transaction; the sealer chains it once that commits.
-pub(crate) async fn append(
-    conn: &mut AnyConnection,
-    ctx: &AuditContext,
-    at: OffsetDateTime,
-    entry: AuditEntry<'_>,
-) -> StoreResult<()> {
-    sqlx::query(
+/// The values of one record, in the order of [`insert_rows`]'s columns.
+pub(crate) fn row(ctx: &AuditContext, at: OffsetDateTime, entry: AuditEntry<'_>) -> Vec<Param> {
+    vec![
+        to_millis(at).into(),
+        ctx.actor.as_str().into(),
+        ctx.actor_id.clone().into(),
+        ctx.on_behalf_of.clone().into(),
+        ctx.request_id.clone().into(),
+        entry.action.into(),
+        entry.entity_type.into(),
+        entry.entity_id.into(),
+        entry.before.into(),
+        entry.after.into(),
+    ]
+}
+
+/// The statement that writes a transaction's records, numbered in the order given; the sealer chains
+/// them once the transaction commits.
+pub(crate) fn insert_rows(rows: Vec<Vec<Param>>) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let mut values = Vec::with_capacity(rows.len());
+    for row in rows {
+        let first = params.len() + 1;
+        let placeholders: Vec<String> = (first..first + row.len()).map(|n| format!("${n}")).collect();
+        values.push(format!("({})", placeholders.join(", ")));
+        params.extend(row);
+    }
+    let sql = format!(
         "INSERT INTO audit_log (at, actor, actor_id, on_behalf_of, request_id, action, entity_type, entity_id, \
-         before_json, after_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(to_millis(at))
-    .bind(&ctx.actor)
-    .bind(&ctx.actor_id)
-    .bind(&ctx.on_behalf_of)
-    .bind(&ctx.request_id)
-    .bind(entry.action)
-    .bind(entry.entity_type)
-    .bind(entry.entity_id)
-    .bind(&entry.before)
-    .bind(&entry.after)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+         before_json, after_json) VALUES {}",
+        values.join(", ")
+    );
+    (sql, params)
 }
 
 /// Records chained per sealing transaction.

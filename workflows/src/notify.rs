@@ -3,11 +3,10 @@
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult};
-use crate::store::{bind_list, bind_row, AuditContext, Db, Filter, WriteTx, ROWS_PER_INSERT};
+use crate::store::{AuditContext, Db, Filter, Param, WriteTx, ROWS_PER_INSERT};
 use crate::text::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyArguments;
-use sqlx::{Arguments, FromRow};
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
 /// What a notification is about.
@@ -99,19 +98,20 @@ pub(crate) async fn raise(
     }
     let now = to_millis(tx.now());
     for chunk in sent.chunks(ROWS_PER_INSERT) {
-        let mut args = AnyArguments::default();
-        let shared = bind_list(&mut args, [kind.as_str(), entity_type, entity_id, subject]);
-        let _ = args.add(now);
-        let shared = format!("{shared}, ${}", args.len());
-        let rows: Vec<String> = chunk
-            .iter()
-            .map(|r| bind_row(&mut args, [uuid::Uuid::new_v4().to_string(), (*r).to_owned()], &shared))
-            .collect();
+        // Shared values first ($1-$5), then an id and a recipient per row; sent with the commit.
+        let mut params: Vec<Param> =
+            vec![kind.as_str().into(), entity_type.into(), entity_id.into(), subject.into(), now.into()];
+        let mut rows = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            params.push(uuid::Uuid::new_v4().to_string().into());
+            params.push((*r).into());
+            rows.push(format!("(${}, ${}, $1, $2, $3, $4, $5)", params.len() - 1, params.len()));
+        }
         let sql = format!(
             "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at) VALUES {}",
             rows.join(", ")
         );
-        sqlx::query_with(&sql, args).execute(tx.conn()).await?;
+        tx.defer(sql, params);
     }
     Ok(())
 }

@@ -44,8 +44,16 @@ pub(super) async fn round_of(conn: &mut AnyConnection, change: &Change) -> Store
 
 /// Opens the round of approval for the change's current revision under the policy its kind and risk select.
 pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreResult<()> {
-    let policies = policies_in(tx.conn()).await?;
-    let policy = policies.into_iter().find(|p| p.applies(change.kind, change.risk.level)).ok_or_else(|| {
+    let policies = match tx.db().policies.get(&()) {
+        Some(kept) => kept,
+        None => {
+            let ticket = tx.db().policies.ticket();
+            let read = std::sync::Arc::new(policies_in(tx.conn()).await?);
+            tx.db().policies.insert(ticket, (), read.clone());
+            read
+        }
+    };
+    let policy = policies.iter().find(|p| p.applies(change.kind, change.risk.level)).cloned().ok_or_else(|| {
         StoreError::Conflict(format!(
             "no approval policy applies to a {} change of {:?} risk: an administrator must add one",
             change.kind.as_str(),

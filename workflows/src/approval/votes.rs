@@ -77,7 +77,7 @@ pub async fn approval_status(db: &Db, change_id: &str) -> StoreResult<ApprovalSt
     let mut conn = db.pool().acquire().await?;
     let change = change::fetch_in(&mut conn, change_id).await?;
     let round = round_of(&mut conn, &change).await?;
-    status_in(&mut conn, &change, round).await
+    status_in(&mut conn, &change, round, None).await
 }
 
 /// The approval status of the change's current revision under `round`, its open round if any.
@@ -85,6 +85,7 @@ pub(super) async fn status_in(
     conn: &mut AnyConnection,
     change: &Change,
     round: Option<Round>,
+    known: Option<(usize, &[(String, String)])>,
 ) -> StoreResult<ApprovalStatus> {
     let votes = votes_of(conn, change).await?;
     let Some(round) = round else {
@@ -103,7 +104,13 @@ pub(super) async fn status_in(
         if i == round.stage {
             groups.extend(round.escalated_groups.iter().cloned());
         }
-        let approvers = eligible(conn, &groups, change).await?.into_iter().map(|(_, u)| u).collect();
+        let approvers = match known {
+            // The approvers of the open stage, as the caller already read them in this transaction.
+            Some((stage, members)) if stage == i && i == round.stage => {
+                members.iter().map(|(_, u)| u.clone()).collect()
+            }
+            _ => eligible(conn, &groups, change).await?.into_iter().map(|(_, u)| u).collect(),
+        };
         let approvals = votes.iter().filter(|v| v.stage == i as i64 && v.decision == "approve").count() as u32;
         let status = match i.cmp(&round.stage) {
             std::cmp::Ordering::Less => "passed",
@@ -275,15 +282,18 @@ pub async fn vote_on_revision(
             let approvals = 1 + voted.iter().filter(|(_, d)| d == "approve").count() as u32;
             if stage_def.rule.met(approvals, approvers.len() as u32) {
                 let round = advance(&mut tx, &change, round).await?;
-                let status = status_in(tx.conn(), &change, Some(round)).await?;
+                let status = status_in(tx.conn(), &change, Some(round), None).await?;
                 tx.commit().await?;
                 return Ok(status);
             }
         }
     }
     // A rejection ends the round; an approval that does not pass the stage leaves it as it was.
-    let round = if decision == Decision::Approve { Some(round) } else { round_of(tx.conn(), &change).await? };
-    let status = status_in(tx.conn(), &change, round).await?;
+    let (round, known) = match decision {
+        Decision::Approve => (Some(round), Some((stage, approvers.as_slice()))),
+        Decision::Reject => (round_of(tx.conn(), &change).await?, None),
+    };
+    let status = status_in(tx.conn(), &change, round, known).await?;
     tx.commit().await?;
     Ok(status)
 }

@@ -127,7 +127,7 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
     }
     let to = decision.to.to_owned();
     let review = review.as_ref().map(Description::as_str);
-    apply(tx, &before, &to, review).await?;
+    apply(tx, &before, &to, review);
     if decision.effects.contains(&process::Effect::RequestApprovals) {
         crate::approval::open_round(tx, &before).await?;
     }
@@ -165,15 +165,10 @@ fn overridden(c: &Change) -> bool {
     c.conflict_override.as_ref().is_some_and(|o| o.revision == c.revision)
 }
 
-async fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) -> StoreResult<()> {
-    sqlx::query("UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4")
-        .bind(to)
-        .bind(review)
-        .bind(to_millis(tx.now()))
-        .bind(&before.id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+/// Records the new state, with the transaction's other deferred writes: nothing in a transition reads it back.
+fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) {
+    let params = vec![to.into(), review.into(), to_millis(tx.now()).into(), before.id.as_str().into()];
+    tx.defer("UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4", params);
 }
 
 /// Records a change manager's decision to schedule this revision despite its conflicts.

@@ -56,10 +56,13 @@ struct Worked {
 async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> StoreResult<Worked> {
     spec.check()?;
     let mut cis: BTreeSet<String> = BTreeSet::new();
+    // Each CI read once: its criticality weighs in the risk too.
+    let mut criticality: std::collections::HashMap<String, Criticality> = std::collections::HashMap::new();
     for id in &spec.ci_ids {
-        if fetch_ci(conn, id).await?.is_none() {
-            return Err(ValidationError::new("ci_ids", format!("no CI has id {id}")).into());
-        }
+        match fetch_ci(conn, id).await? {
+            Some(ci) => criticality.insert(ci.id.clone(), ci.criticality),
+            None => return Err(ValidationError::new("ci_ids", format!("no CI has id {id}")).into()),
+        };
         cis.insert(id.clone());
     }
     let mut rollback = Vec::with_capacity(spec.operations.len());
@@ -69,6 +72,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
             match fetch_ci(conn, id).await? {
                 Some(ci) if ci.kind == kind => {
                     cis.insert(ci.id.clone());
+                    criticality.insert(ci.id.clone(), ci.criticality);
                     if target.is_none() {
                         target = Some(ci);
                     }
@@ -91,7 +95,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
     }
     rollback.reverse();
     let ci_ids: Vec<String> = cis.into_iter().collect();
-    let risk = assess(conn, db, spec, &ci_ids).await?;
+    let risk = assess(conn, db, spec, &ci_ids, &criticality).await?;
     if spec.kind == ChangeKind::Standard && risk.level != super::RiskLevel::Low {
         // Standard changes skip approval: only low-risk work may, the rest is a normal change.
         return Err(ValidationError::new(
@@ -107,14 +111,17 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
 }
 
 /// Gathers the facts the risk score weighs.
-async fn assess(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, ci_ids: &[String]) -> StoreResult<Risk> {
+async fn assess(
+    conn: &mut AnyConnection,
+    db: &Db,
+    spec: &ChangeSpec,
+    ci_ids: &[String],
+    criticality: &std::collections::HashMap<String, Criticality>,
+) -> StoreResult<Risk> {
     let mut affected = BTreeSet::new();
     let mut services = BTreeSet::new();
-    let mut max_criticality: Option<Criticality> = None;
+    let max_criticality: Option<Criticality> = ci_ids.iter().filter_map(|id| criticality.get(id).copied()).max();
     for id in ci_ids {
-        if let Some(ci) = fetch_ci(conn, id).await? {
-            max_criticality = max_criticality.max(Some(ci.criticality));
-        }
         let walk = cmdb::impact_in(conn, id, 4).await?;
         for a in walk.affected {
             if a.ci.kind == cmdb::CiKind::Service {
@@ -198,7 +205,7 @@ pub async fn create_change(
     };
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = db.write_rows(ctx).await?;
-    let def = process::get_definition_in(tx.conn(), spec.kind.process(), None).await?;
+    let def = process::latest_definition(&mut tx, spec.kind.process()).await?;
     let number = tx.next_number(crate::store::Numbered::Change).await?;
     let now = to_millis(tx.now());
     sqlx::query(

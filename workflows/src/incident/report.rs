@@ -131,7 +131,7 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
             return Ok(Reported::Updated(after));
         }
     }
-    let def = process::get_definition_in(tx.conn(), PROCESS, None).await?;
+    let def = process::latest_definition(&mut tx, PROCESS).await?;
     let number = tx.next_number(crate::store::Numbered::Incident).await?;
     let priority = policy.priority(r.impact, r.urgency);
     sqlx::query(&format!(

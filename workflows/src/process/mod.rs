@@ -12,8 +12,8 @@ mod store;
 
 pub use definition::{Effect, Guard, ProcessDefinition, RecordKind, StateDef, TransitionDef};
 pub use engine::{decide, Actor, Decision, GuardCheck, TransitionError};
-pub(crate) use store::definition_at;
 pub use store::{define, get_definition, get_definition_in, list_definitions, seed_defaults, StoredDefinition};
+pub(crate) use store::{definition_at, latest_definition};
 
 /// The definitions that ship with Tollgate, seeded at first start.
 pub const DEFAULTS: &[(&str, &str)] = &[

@@ -104,6 +104,21 @@ pub(crate) async fn definition_at(
     Ok(def)
 }
 
+/// The latest version of a process, for a new record; from memory for a moment once read.
+pub(crate) async fn latest_definition(
+    tx: &mut crate::store::WriteTx<'_>,
+    name: &str,
+) -> StoreResult<std::sync::Arc<StoredDefinition>> {
+    let key = name.to_owned();
+    if let Some(def) = tx.db().latest_definitions.get(&key) {
+        return Ok(def);
+    }
+    let ticket = tx.db().latest_definitions.ticket();
+    let def = std::sync::Arc::new(get_definition_in(tx.conn(), name, None).await?);
+    tx.db().latest_definitions.insert(ticket, key, def.clone());
+    Ok(def)
+}
+
 /// The latest version of every process, by name.
 pub async fn list_definitions(db: &Db) -> StoreResult<Vec<StoredDefinition>> {
     let rows: Vec<DefinitionRow> = sqlx::query_as(&format!(

@@ -43,6 +43,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (9, "change_authors", include_str!("../../migrations/sqlite/0009_change_authors.sql")),
     (10, "audit_sealing", include_str!("../../migrations/sqlite/0010_audit_sealing.sql")),
     (11, "numbering", include_str!("../../migrations/sqlite/0011_numbering.sql")),
+    (12, "audit_compression", include_str!("../../migrations/sqlite/0012_audit_compression.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -56,6 +57,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (9, "change_authors", include_str!("../../migrations/postgres/0009_change_authors.sql")),
     (10, "audit_sealing", include_str!("../../migrations/postgres/0010_audit_sealing.sql")),
     (11, "numbering", include_str!("../../migrations/postgres/0011_numbering.sql")),
+    (12, "audit_compression", include_str!("../../migrations/postgres/0012_audit_compression.sql")),
 ];
 
 /// The migrator for `engine`.

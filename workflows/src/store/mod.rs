@@ -3,11 +3,13 @@
 //! One implementation serves SQLite and PostgreSQL through sqlx's `Any` driver: queries use `$n`
 //! placeholders (which SQLite accepts too), integers for instants and flags, and text for ids.
 
+mod deferred;
 mod filter;
 mod memo;
 mod migrations;
 mod tx;
 
+pub(crate) use deferred::Param;
 pub use filter::{bind_list, bind_row, Filter, ROWS_PER_INSERT};
 pub(crate) use memo::Memo;
 pub use migrations::{migrations_for, Engine};
@@ -27,8 +29,9 @@ use tokio::sync::Mutex;
 const SQLITE_PRAGMAS: &[&str] =
     &["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000", "PRAGMA synchronous = NORMAL"];
 
-/// How long a token's principal is taken from memory. Changes made through this process show at once;
-/// a token revoked or a role taken away through another server process shows within this time.
+/// How long what writers of everything change (a token's principal, the latest process versions, the
+/// approval policies) is taken from memory. Changes made through this process show at once; changes made
+/// through another server process (a token revoked, a role taken away) show within this time.
 const PRINCIPAL_TTL: Duration = Duration::from_secs(2);
 
 /// Handle to the store; cheap to clone.
@@ -45,6 +48,10 @@ pub struct Db {
     pub(crate) principals: Arc<Memo<String, (crate::accounts::Principal, i64)>>,
     /// Process definitions by (name, version): a stored version never changes.
     pub(crate) definitions: Arc<Memo<(String, i64), Arc<crate::process::StoredDefinition>>>,
+    /// The latest version of each process, for new records; cleared like `principals`.
+    pub(crate) latest_definitions: Arc<Memo<String, Arc<crate::process::StoredDefinition>>>,
+    /// The approval policies, for new rounds; cleared like `principals`.
+    pub(crate) policies: Arc<Memo<(), Arc<Vec<crate::approval::ApprovalPolicy>>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -90,6 +97,8 @@ impl Db {
             sealer: Arc::default(),
             principals: Arc::new(Memo::new(PRINCIPAL_TTL, 10_000)),
             definitions: Arc::new(Memo::new(Duration::MAX, 256)),
+            latest_definitions: Arc::new(Memo::new(PRINCIPAL_TTL, 64)),
+            policies: Arc::new(Memo::new(PRINCIPAL_TTL, 1)),
         })
     }
 
@@ -99,6 +108,13 @@ impl Db {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Forgets what is kept in memory of things writers of everything may have changed.
+    pub(crate) fn forget_shared(&self) {
+        self.principals.clear();
+        self.latest_definitions.clear();
+        self.policies.clear();
     }
 
     /// The pool, for reads.

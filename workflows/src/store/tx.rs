@@ -1,5 +1,6 @@
 //! A write transaction: the change and its audit records commit together or not at all.
 
+use super::deferred::{self, Deferred, Param};
 use super::Db;
 use crate::audit::{self, AuditEntry};
 use crate::error::StoreResult;
@@ -38,10 +39,12 @@ pub struct WriteTx<'c> {
     tx: Transaction<'static, Any>,
     _serial: Option<OwnedMutexGuard<()>>,
     db: Db,
-    /// Audit records written: the sealer has work once this commits.
-    audited: bool,
+    /// Audit records written, in order: one statement at commit numbers them in that order.
+    audit_rows: Vec<Vec<Param>>,
     /// Excludes every other writer: it may change accounts, so cached principals go once it commits.
     everything: bool,
+    /// Writes sent together at commit (see [`WriteTx::defer`]).
+    deferred: Vec<Deferred>,
     ctx: &'c AuditContext,
     at: OffsetDateTime,
     /// Set when the acting person turns out to act for someone else (a delegate's vote).
@@ -60,8 +63,9 @@ impl<'c> WriteTx<'c> {
             tx,
             _serial: serial,
             db: db.clone(),
-            audited: false,
+            audit_rows: Vec::new(),
             everything: false,
+            deferred: Vec::new(),
             ctx,
             at,
             acting_for: None,
@@ -131,27 +135,55 @@ impl<'c> WriteTx<'c> {
             before: before.map(serde_json::to_string).transpose().map_err(json_error)?,
             after: after.map(serde_json::to_string).transpose().map_err(json_error)?,
         };
-        self.audited = true;
-        match &self.acting_for {
+        let row = match &self.acting_for {
             Some(who) => {
                 let ctx = AuditContext { on_behalf_of: Some(who.clone()), ..self.ctx.clone() };
-                audit::append(&mut self.tx, &ctx, self.at, entry).await
+                audit::row(&ctx, self.at, entry)
             }
-            None => audit::append(&mut self.tx, self.ctx, self.at, entry).await,
-        }
+            None => audit::row(self.ctx, self.at, entry),
+        };
+        self.audit_rows.push(row);
+        Ok(())
     }
 
-    pub async fn commit(self) -> StoreResult<()> {
+    /// Sends `sql` at commit, with the transaction's other deferred writes, in order. Only for writes
+    /// nothing later in the transaction reads, each on rows no other deferred write touches.
+    pub(crate) fn defer(&mut self, sql: impl Into<String>, params: Vec<Param>) {
+        self.deferred.push(Deferred { sql: sql.into(), params });
+    }
+
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let audited = !self.audit_rows.is_empty();
+        let mut records: Vec<Vec<Vec<Param>>> = Vec::new();
+        let mut rows = std::mem::take(&mut self.audit_rows).into_iter().peekable();
+        while rows.peek().is_some() {
+            records.push(rows.by_ref().take(AUDIT_ROWS_PER_STATEMENT).collect());
+        }
+        if records.len() == 1 {
+            // The usual case: the records go with the other deferred writes, in one statement.
+            let (sql, params) = audit::insert_rows(records.remove(0));
+            self.defer(sql, params);
+        }
+        let writes = std::mem::take(&mut self.deferred);
+        deferred::flush(&mut self.tx, self.db.engine(), writes).await?;
+        // Many records: one statement after another, so that they are numbered in order.
+        for chunk in records {
+            let (sql, params) = audit::insert_rows(chunk);
+            deferred::flush(&mut self.tx, self.db.engine(), vec![Deferred { sql, params }]).await?;
+        }
         self.tx.commit().await?;
         if self.everything {
-            self.db.principals.clear();
+            self.db.forget_shared();
         }
-        if self.audited {
+        if audited {
             self.db.sealer.wake(&self.db);
         }
         Ok(())
     }
 }
+
+/// Audit records per statement: ten values each, far under either engine's limit on bound values.
+const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Records numbered for people to quote.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,175 @@
+//! Writes a transaction sends at commit, together: nothing later in the transaction reads them (its audit
+//! records, the notifications it raises, a record's final state), so on PostgreSQL they go as one
+//! statement (data-modifying `WITH` clauses) instead of one round trip each.
+
+use super::Engine;
+use crate::error::StoreResult;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments};
+
+/// A value bound to a deferred statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(Some(v))
+    }
+}
+
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(Some(v.to_owned()))
+    }
+}
+
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(Some(v))
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl From<Option<&str>> for Param {
+    fn from(v: Option<&str>) -> Self {
+        Param::Text(v.map(str::to_owned))
+    }
+}
+
+/// One deferred statement: SQL with `$1…$n` placeholders and the values they stand for.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+/// Bound values per combined statement, well under PostgreSQL's limit of 65,535.
+const MAX_PARAMS: usize = 20_000;
+
+/// Runs `writes` in order: one statement each on SQLite, as few combined statements as the bound-value
+/// limit allows on PostgreSQL. The statements must touch different rows: PostgreSQL runs the parts of one
+/// statement against the same snapshot, in no particular order.
+pub(crate) async fn flush(conn: &mut AnyConnection, engine: Engine, writes: Vec<Deferred>) -> StoreResult<()> {
+    if engine == Engine::Sqlite {
+        for w in writes {
+            sqlx::query_with(&w.sql, bind(w.params)).execute(&mut *conn).await?;
+        }
+        return Ok(());
+    }
+    let mut batch: Vec<Deferred> = Vec::new();
+    let mut bound = 0;
+    for w in writes {
+        if !batch.is_empty() && bound + w.params.len() > MAX_PARAMS {
+            run_combined(conn, std::mem::take(&mut batch)).await?;
+            bound = 0;
+        }
+        bound += w.params.len();
+        batch.push(w);
+    }
+    if !batch.is_empty() {
+        run_combined(conn, batch).await?;
+    }
+    Ok(())
+}
+
+async fn run_combined(conn: &mut AnyConnection, mut batch: Vec<Deferred>) -> StoreResult<()> {
+    if batch.len() == 1 {
+        let w = batch.remove(0);
+        sqlx::query_with(&w.sql, bind(w.params)).execute(&mut *conn).await?;
+        return Ok(());
+    }
+    let (sql, params) = combine(batch);
+    sqlx::query_with(&sql, bind(params)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `WITH w0 AS (first), w1 AS (second), … last`, each statement's placeholders moved past the ones before.
+fn combine(batch: Vec<Deferred>) -> (String, Vec<Param>) {
+    let last = batch.len() - 1;
+    let mut sql = String::from("WITH ");
+    let mut params = Vec::new();
+    for (i, w) in batch.into_iter().enumerate() {
+        let shifted = shift_placeholders(&w.sql, params.len());
+        if i < last {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("w{i} AS ({shifted})"));
+        } else {
+            sql.push(' ');
+            sql.push_str(&shifted);
+        }
+        params.extend(w.params);
+    }
+    (sql, params)
+}
+
+/// `$n` becomes `$(n + by)`. The statements are the store's own, with no `$` but in placeholders.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&format!("${}", n + by)),
+            Err(_) => out.push('$'),
+        }
+    }
+    out
+}
+
+fn bind(params: Vec<Param>) -> AnyArguments<'static> {
+    let mut args = AnyArguments::default();
+    for p in params {
+        // Adding integers and strings to AnyArguments cannot fail.
+        let _ = match p {
+            Param::Int(v) => args.add(v),
+            Param::Text(v) => args.add(v),
+        };
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_move_past_the_statements_before() {
+        assert_eq!(
+            shift_placeholders("UPDATE t SET a = $1, b = $12 WHERE id = $2", 10),
+            "UPDATE t SET a = $11, b = $22 WHERE id = $12"
+        );
+        assert_eq!(shift_placeholders("SELECT 1", 3), "SELECT 1");
+    }
+
+    #[test]
+    fn statements_combine_into_one_with_clause_in_order() {
+        let a = Deferred { sql: "UPDATE t SET a = $1 WHERE id = $2".into(), params: vec![1.into(), "x".into()] };
+        let b = Deferred { sql: "INSERT INTO u (v) VALUES ($1)".into(), params: vec!["y".into()] };
+        let c = Deferred { sql: "INSERT INTO w (v) VALUES ($1)".into(), params: vec!["z".into()] };
+        let (sql, params) = combine(vec![a, b, c]);
+        assert_eq!(
+            sql,
+            "WITH w0 AS (UPDATE t SET a = $1 WHERE id = $2), w1 AS (INSERT INTO u (v) VALUES ($3)) \
+             INSERT INTO w (v) VALUES ($4)"
+        );
+        assert_eq!(params.len(), 4);
+    }
+}
