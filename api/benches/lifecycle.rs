@@ -58,15 +58,14 @@ impl Conn {
 
     async fn request(&mut self, method: &str, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let body = body.to_string();
-        let head = format!(
+        // Head and body in one write, as a real client sends them: one segment, one wake-up of the server.
+        let message = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.addr,
             body.len()
         );
-        let s = self.stream.get_mut();
-        s.write_all(head.as_bytes()).await?;
-        s.write_all(body.as_bytes()).await?;
+        self.stream.get_mut().write_all(message.as_bytes()).await?;
         let mut line = String::new();
         self.stream.read_line(&mut line).await?;
         let status: u16 = line.split_whitespace().nth(1).context("no status line")?.parse()?;
