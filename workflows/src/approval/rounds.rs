@@ -62,14 +62,11 @@ pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreRe
     })?;
     let body = serde_json::to_string(&policy).map_err(|e| StoreError::Internal(e.to_string()))?;
     let now = to_millis(tx.now());
-    sqlx::query("DELETE FROM approval_rounds WHERE change_id = $1 AND revision = $2")
-        .bind(&change.id)
-        .bind(change.revision)
-        .execute(tx.conn())
-        .await?;
+    // A round asked for again at the same revision starts over.
     sqlx::query(
         "INSERT INTO approval_rounds (change_id, revision, policy, stage, stage_opened_at, escalated_groups, timed_out) \
-         VALUES ($1, $2, $3, 0, $4, '', 0)",
+         VALUES ($1, $2, $3, 0, $4, '', 0) ON CONFLICT (change_id, revision) DO UPDATE SET policy = excluded.policy, \
+         stage = 0, stage_opened_at = excluded.stage_opened_at, escalated_groups = '', timed_out = 0",
     )
     .bind(&change.id)
     .bind(change.revision)

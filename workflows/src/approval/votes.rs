@@ -321,8 +321,9 @@ pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, round: Round)
             request_votes(tx, change, &groups).await?;
         }
         None => {
+            // The last stage has passed: the change this transaction read and locked is approved.
             let approve = ChangeEvent { event: "approve".into(), ..Default::default() };
-            change::fire_in(tx, &change.id, &Actor::System, approve).await?;
+            change::fire_on(tx, change.clone(), &Actor::System, approve, Some(Ok(()))).await?;
         }
     }
     Ok(round)

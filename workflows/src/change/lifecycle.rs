@@ -81,10 +81,24 @@ pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e
 
 /// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).
 pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
+    let before = fetch_locked(tx, id).await?;
+    fire_on(tx, before, actor, e, None).await
+}
+
+/// Fires `e` on `before`, a change this transaction has already read with [`fetch_locked`].
+/// `approvals`, when the caller knows it, is whether every approval stage has passed.
+pub(crate) async fn fire_on(
+    tx: &mut WriteTx<'_>,
+    before: Change,
+    actor: &Actor,
+    e: ChangeEvent,
+    approvals: Option<Result<(), String>>,
+) -> StoreResult<Change> {
+    let id = before.id.clone();
+    let id = id.as_str();
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
     let review = e.review.as_deref().filter(|r| !r.trim().is_empty());
     let review = review.map(|r| Description::parse("review", r)).transpose()?;
-    let before = fetch_locked(tx, id).await?;
     let def = process::definition_at(tx, &before.process, before.process_version).await?;
     let transition = def.definition.transitions.iter().find(|t| t.event == e.event && t.from.contains(&before.state));
     let needs = |g: Guard| transition.is_some_and(|t| t.guards.contains(&g));
@@ -102,8 +116,11 @@ pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: Ch
     } else {
         0
     };
-    let approvals =
-        if needs(Guard::ApprovalsComplete) { crate::approval::complete_in(tx.conn(), &before).await? } else { Ok(()) };
+    let approvals = match approvals {
+        Some(known) => known,
+        None if needs(Guard::ApprovalsComplete) => crate::approval::complete_in(tx.conn(), &before).await?,
+        None => Ok(()),
+    };
     let guards = ChangeGuards {
         change: &before,
         now: tx.now(),

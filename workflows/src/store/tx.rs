@@ -192,6 +192,9 @@ pub(crate) enum Numbered {
     Incident,
 }
 
+/// How long the sealer waits after a commit wakes it before chaining what has gathered.
+const SEAL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Chains committed audit records in the background: one sealing task per process at a time, woken by
 /// every commit that wrote audit records.
 #[derive(Debug, Default)]
@@ -219,11 +222,14 @@ impl Sealer {
         tokio::spawn(async move {
             let sealer = db.sealer.clone();
             loop {
-                while sealer.pending.swap(false, Ordering::SeqCst) {
+                // Let the commits of the next moment gather: one pass seals them all.
+                tokio::time::sleep(SEAL_DELAY).await;
+                if sealer.pending.swap(false, Ordering::SeqCst) {
                     if let Err(e) = audit::seal(&db).await {
                         // The records stay unsealed until the next commit (or `audit verify`) seals them.
                         tracing::warn!(error = %e, "audit records could not be sealed");
                     }
+                    continue;
                 }
                 sealer.running.store(false, Ordering::SeqCst);
                 // A commit between the last look and now found the task still running: look again.
