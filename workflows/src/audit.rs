@@ -7,7 +7,7 @@
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::StoreResult;
-use crate::store::{AuditContext, Db, Filter, Param};
+use crate::store::{AuditContext, Db, Deferred, Filter, Param};
 use crate::text::{Page, PageRequest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -113,7 +113,7 @@ pub(crate) fn row(ctx: &AuditContext, at: OffsetDateTime, entry: AuditEntry<'_>)
 
 /// The statement that writes a transaction's records, numbered in the order given; the sealer chains
 /// them once the transaction commits.
-pub(crate) fn insert_rows(rows: Vec<Vec<Param>>) -> (String, Vec<Param>) {
+pub(crate) fn insert_rows(rows: Vec<Vec<Param>>) -> Deferred {
     let mut params = Vec::new();
     let mut values = Vec::with_capacity(rows.len());
     for row in rows {
@@ -122,12 +122,13 @@ pub(crate) fn insert_rows(rows: Vec<Vec<Param>>) -> (String, Vec<Param>) {
         values.push(format!("({})", placeholders.join(", ")));
         params.extend(row);
     }
-    let sql = format!(
+    Deferred::insert(
         "INSERT INTO audit_log (at, actor, actor_id, on_behalf_of, request_id, action, entity_type, entity_id, \
-         before_json, after_json) VALUES {}",
-        values.join(", ")
-    );
-    (sql, params)
+         before_json, after_json)",
+        values.join(", "),
+        "",
+        params,
+    )
 }
 
 /// Records chained per sealing transaction.

@@ -3,7 +3,7 @@
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult};
-use crate::store::{AuditContext, Db, Filter, Param, WriteTx, ROWS_PER_INSERT};
+use crate::store::{AuditContext, Db, Deferred, Filter, Param, WriteTx, ROWS_PER_INSERT};
 use crate::text::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -107,11 +107,12 @@ pub(crate) async fn raise(
             params.push((*r).into());
             rows.push(format!("(${}, ${}, $1, $2, $3, $4, $5)", params.len() - 1, params.len()));
         }
-        let sql = format!(
-            "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at) VALUES {}",
-            rows.join(", ")
-        );
-        tx.defer(sql, params);
+        tx.defer(Deferred::insert(
+            "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at)",
+            rows.join(", "),
+            "",
+            params,
+        ));
     }
     Ok(())
 }

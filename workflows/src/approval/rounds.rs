@@ -6,7 +6,7 @@ use crate::clock::to_millis;
 use crate::error::{StoreError, StoreResult};
 use crate::notify::{self, NotificationKind};
 use crate::store::bind_list;
-use crate::store::WriteTx;
+use crate::store::{Deferred, WriteTx};
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
 
@@ -62,18 +62,22 @@ pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreRe
     })?;
     let body = serde_json::to_string(&policy).map_err(|e| StoreError::Internal(e.to_string()))?;
     let now = to_millis(tx.now());
-    // A round asked for again at the same revision starts over.
-    sqlx::query(
-        "INSERT INTO approval_rounds (change_id, revision, policy, stage, stage_opened_at, escalated_groups, timed_out) \
-         VALUES ($1, $2, $3, 0, $4, '', 0) ON CONFLICT (change_id, revision) DO UPDATE SET policy = excluded.policy, \
-         stage = 0, stage_opened_at = excluded.stage_opened_at, escalated_groups = '', timed_out = 0",
-    )
-    .bind(&change.id)
-    .bind(change.revision)
-    .bind(&body)
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
+    // A round asked for again at the same revision starts over. Nothing in the transition reads it back.
+    tx.defer(Deferred::insert(
+        "INSERT INTO approval_rounds (change_id, revision, policy, stage, stage_opened_at, escalated_groups, timed_out)",
+        "($1, $2, $3, $4, $5, $6, $7)".to_owned(),
+        " ON CONFLICT (change_id, revision) DO UPDATE SET policy = excluded.policy, stage = 0, \
+         stage_opened_at = excluded.stage_opened_at, escalated_groups = '', timed_out = 0",
+        vec![
+            change.id.as_str().into(),
+            change.revision.into(),
+            body.into(),
+            0.into(),
+            now.into(),
+            "".into(),
+            0.into(),
+        ],
+    ));
     request_votes(tx, change, &policy.stages[0].groups).await
 }
 

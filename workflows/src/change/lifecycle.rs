@@ -6,7 +6,7 @@ use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Guard, GuardCheck};
-use crate::store::{AuditContext, Db, WriteTx};
+use crate::store::{AuditContext, Db, Deferred, WriteTx};
 use crate::text::Description;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -73,11 +73,19 @@ impl GuardCheck for ChangeGuards<'_> {
 /// Fires `e` on a change for `actor` (a person's roles, or the system), under the process version it
 /// started with. Guards are evaluated against the store inside the same transaction as the transition.
 pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
-    let mut tx = db.write_rows(ctx).await?;
-    let after = fire_in(&mut tx, id, actor, e).await?;
-    tx.commit().await?;
-    Ok(after)
+    // Optimistic on PostgreSQL: read, decide, write once if nothing changed meanwhile, else decide again.
+    for _ in 0..OPTIMISTIC_ATTEMPTS {
+        let mut tx = db.write_optimistic(ctx).await?;
+        let after = fire_in(&mut tx, id, actor, e.clone()).await?;
+        if tx.commit_if_unchanged().await? {
+            return Ok(after);
+        }
+    }
+    Err(StoreError::Conflict(format!("change {id} kept changing while this event was decided; try again")))
 }
+
+/// How many times an event is decided again when its change changed under it.
+const OPTIMISTIC_ATTEMPTS: usize = 8;
 
 /// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).
 pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
@@ -184,8 +192,15 @@ fn overridden(c: &Change) -> bool {
 
 /// Records the new state, with the transaction's other deferred writes: nothing in a transition reads it back.
 fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) {
-    let params = vec![to.into(), review.into(), to_millis(tx.now()).into(), before.id.as_str().into()];
-    tx.defer("UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4", params);
+    let mut params = vec![to.into(), review.into(), to_millis(tx.now()).into(), before.id.as_str().into()];
+    let mut sql =
+        "UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4".to_owned();
+    if tx.is_optimistic() {
+        // Applies only to the change as it was read: any write since moves its state, revision or time.
+        sql.push_str(" AND state = $5 AND revision = $6 AND updated_at = $7 RETURNING id");
+        params.extend([before.state.as_str().into(), before.revision.into(), to_millis(before.updated_at).into()]);
+    }
+    tx.condition(Deferred::statement(sql, params));
 }
 
 /// Records a change manager's decision to schedule this revision despite its conflicts.

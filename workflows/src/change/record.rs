@@ -155,7 +155,7 @@ pub(crate) async fn fetch_locked(tx: &mut WriteTx<'_>, id: &str) -> StoreResult<
     if id.contains('\0') {
         return Err(StoreError::not_found("change", id));
     }
-    let sql = format!("SELECT {COLUMNS} FROM changes WHERE id = $1{}", tx.db().for_update());
+    let sql = format!("SELECT {COLUMNS} FROM changes WHERE id = $1{}", tx.for_update());
     let row: Option<ChangeRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.conn()).await?;
     tx.stamp_now();
     row.ok_or_else(|| StoreError::not_found("change", id))?.into_change()

@@ -185,7 +185,7 @@ pub(super) async fn fetch_row_locked(tx: &mut WriteTx<'_>, id: &str) -> StoreRes
     if id.contains('\0') {
         return Err(StoreError::not_found("incident", id));
     }
-    let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1{}", tx.db().for_update());
+    let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1{}", tx.for_update());
     let row: Option<IncidentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.conn()).await?;
     tx.stamp_now();
     row.ok_or_else(|| StoreError::not_found("incident", id))

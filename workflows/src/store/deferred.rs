@@ -47,8 +47,39 @@ impl From<Option<&str>> for Param {
 /// One deferred statement: SQL with `$1…$n` placeholders and the values they stand for.
 #[derive(Debug)]
 pub(crate) struct Deferred {
-    pub sql: String,
+    /// `INSERT INTO t (columns)` for an insert, or the whole statement.
+    pub head: String,
+    /// An insert's rows, `($1, $2), ($3, $4)`.
+    pub rows: Option<String>,
+    /// What follows an insert's rows (`ON CONFLICT …`).
+    pub tail: String,
     pub params: Vec<Param>,
+}
+
+impl Deferred {
+    pub(crate) fn statement(sql: impl Into<String>, params: Vec<Param>) -> Self {
+        Deferred { head: sql.into(), rows: None, tail: String::new(), params }
+    }
+
+    pub(crate) fn insert(head: impl Into<String>, rows: String, tail: &str, params: Vec<Param>) -> Self {
+        Deferred { head: head.into(), rows: Some(rows), tail: tail.to_owned(), params }
+    }
+
+    fn sql(&self) -> String {
+        match &self.rows {
+            Some(rows) => format!("{} VALUES {rows}{}", self.head, self.tail),
+            None => self.head.clone(),
+        }
+    }
+
+    /// The insert, made to insert nothing unless the common table expression `cte` returned a row.
+    fn sql_if(&self, cte: &str) -> Option<String> {
+        let rows = self.rows.as_ref()?;
+        Some(format!(
+            "{} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM {cte}){}",
+            self.head, self.tail
+        ))
+    }
 }
 
 /// Bound values per combined statement, well under PostgreSQL's limit of 65,535.
@@ -60,7 +91,7 @@ const MAX_PARAMS: usize = 20_000;
 pub(crate) async fn flush(conn: &mut AnyConnection, engine: Engine, writes: Vec<Deferred>) -> StoreResult<()> {
     if engine == Engine::Sqlite {
         for w in writes {
-            sqlx::query_with(&w.sql, bind(w.params)).execute(&mut *conn).await?;
+            sqlx::query_with(&w.sql(), bind(w.params)).execute(&mut *conn).await?;
         }
         return Ok(());
     }
@@ -83,7 +114,7 @@ pub(crate) async fn flush(conn: &mut AnyConnection, engine: Engine, writes: Vec<
 async fn run_combined(conn: &mut AnyConnection, mut batch: Vec<Deferred>) -> StoreResult<()> {
     if batch.len() == 1 {
         let w = batch.remove(0);
-        sqlx::query_with(&w.sql, bind(w.params)).execute(&mut *conn).await?;
+        sqlx::query_with(&w.sql(), bind(w.params)).execute(&mut *conn).await?;
         return Ok(());
     }
     let (sql, params) = combine(batch);
@@ -97,7 +128,7 @@ fn combine(batch: Vec<Deferred>) -> (String, Vec<Param>) {
     let mut sql = String::from("WITH ");
     let mut params = Vec::new();
     for (i, w) in batch.into_iter().enumerate() {
-        let shifted = shift_placeholders(&w.sql, params.len());
+        let shifted = shift_placeholders(&w.sql(), params.len());
         if i < last {
             if i > 0 {
                 sql.push_str(", ");
@@ -110,6 +141,24 @@ fn combine(batch: Vec<Deferred>) -> (String, Vec<Param>) {
         params.extend(w.params);
     }
     (sql, params)
+}
+
+/// On PostgreSQL, outside a transaction: runs `condition` (an `UPDATE … RETURNING` that matches only
+/// if the record is still as it was read) and `writes` (inserts) as one statement, the inserts made
+/// only if the condition matched. Returns whether it did: one statement is atomic by itself.
+pub(crate) async fn run_if(conn: &mut AnyConnection, condition: Deferred, writes: Vec<Deferred>) -> StoreResult<bool> {
+    let mut sql = format!("WITH c AS ({})", condition.sql());
+    let mut params = condition.params;
+    for (i, w) in writes.into_iter().enumerate() {
+        let insert = w
+            .sql_if("c")
+            .ok_or_else(|| crate::error::StoreError::Internal("only inserts may follow a condition".to_owned()))?;
+        sql.push_str(&format!(", w{i} AS ({})", shift_placeholders(&insert, params.len())));
+        params.extend(w.params);
+    }
+    sql.push_str(" SELECT COUNT(*) FROM c");
+    let (matched,): (i64,) = sqlx::query_as_with(&sql, bind(params)).fetch_one(&mut *conn).await?;
+    Ok(matched > 0)
 }
 
 /// `$n` becomes `$(n + by)`. The statements are the store's own, with no `$` but in placeholders.
@@ -161,9 +210,9 @@ mod tests {
 
     #[test]
     fn statements_combine_into_one_with_clause_in_order() {
-        let a = Deferred { sql: "UPDATE t SET a = $1 WHERE id = $2".into(), params: vec![1.into(), "x".into()] };
-        let b = Deferred { sql: "INSERT INTO u (v) VALUES ($1)".into(), params: vec!["y".into()] };
-        let c = Deferred { sql: "INSERT INTO w (v) VALUES ($1)".into(), params: vec!["z".into()] };
+        let a = Deferred::statement("UPDATE t SET a = $1 WHERE id = $2", vec![1.into(), "x".into()]);
+        let b = Deferred::insert("INSERT INTO u (v)", "($1)".into(), "", vec!["y".into()]);
+        let c = Deferred::insert("INSERT INTO w (v)", "($1)".into(), "", vec!["z".into()]);
         let (sql, params) = combine(vec![a, b, c]);
         assert_eq!(
             sql,
@@ -171,5 +220,15 @@ mod tests {
              INSERT INTO w (v) VALUES ($4)"
         );
         assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn an_insert_made_conditional_selects_its_rows_only_if_the_condition_matched() {
+        let upsert = Deferred::insert("INSERT INTO r (k, v)", "($1, $2)".into(), " ON CONFLICT (k) DO NOTHING", vec![]);
+        assert_eq!(
+            upsert.sql_if("c").unwrap(),
+            "INSERT INTO r (k, v) SELECT * FROM (VALUES ($1, $2)) AS v WHERE EXISTS (SELECT 1 FROM c) ON CONFLICT (k) DO NOTHING"
+        );
+        assert_eq!(Deferred::statement("DELETE FROM r", vec![]).sql_if("c"), None);
     }
 }

@@ -36,7 +36,9 @@ impl AuditContext {
 
 /// An open write transaction. Dropping it without [`WriteTx::commit`] rolls everything back.
 pub struct WriteTx<'c> {
-    tx: Transaction<'static, Any>,
+    tx: Held,
+    /// For an optimistic writer: the update that applies only if the record is still as it was read.
+    condition: Option<Deferred>,
     _serial: Option<OwnedMutexGuard<()>>,
     db: Db,
     /// Audit records written, in order: one statement at commit numbers them in that order.
@@ -57,10 +59,11 @@ impl<'c> WriteTx<'c> {
         serial: Option<OwnedMutexGuard<()>>,
         ctx: &'c AuditContext,
     ) -> StoreResult<WriteTx<'c>> {
-        let tx = db.pool().begin().await?;
+        let tx = Held::Tx(db.pool().begin().await?);
         let at = db.clock().now();
         Ok(WriteTx {
             tx,
+            condition: None,
             _serial: serial,
             db: db.clone(),
             audit_rows: Vec::new(),
@@ -86,9 +89,57 @@ impl<'c> WriteTx<'c> {
         self.at = self.db.clock().now();
     }
 
+    /// An optimistic writer on PostgreSQL: no transaction at all. It reads, then sends every write it
+    /// makes as one statement at commit, applied only if the record it changes is still as it was read
+    /// ([`WriteTx::condition`]); see [`Db::write_optimistic`].
+    pub(super) async fn optimistic(db: &Db, ctx: &'c AuditContext) -> StoreResult<WriteTx<'c>> {
+        let conn = db.pool().acquire().await?;
+        Ok(WriteTx {
+            tx: Held::Plain(conn),
+            condition: None,
+            _serial: None,
+            db: db.clone(),
+            audit_rows: Vec::new(),
+            everything: false,
+            deferred: Vec::new(),
+            ctx,
+            at: db.clock().now(),
+            acting_for: None,
+        })
+    }
+
+    /// What locks a row read for changing: `FOR UPDATE` in a PostgreSQL transaction; nothing for an
+    /// optimistic writer (its condition checks the row instead) or on SQLite (whose writers take turns).
+    pub(crate) fn for_update(&self) -> &'static str {
+        if self.is_optimistic() {
+            ""
+        } else {
+            self.db.for_update()
+        }
+    }
+
+    /// True for an optimistic writer: reads are not locked, and every write must be deferred.
+    pub(crate) fn is_optimistic(&self) -> bool {
+        matches!(self.tx, Held::Plain(_))
+    }
+
+    /// Sets the update an optimistic writer's writes depend on: an `UPDATE … RETURNING` whose `WHERE`
+    /// matches only the record as it was read. Inside a transaction (the record locked) it is simply
+    /// the first deferred write.
+    pub(crate) fn condition(&mut self, update: Deferred) {
+        if self.is_optimistic() {
+            self.condition = Some(update);
+        } else {
+            self.deferred.insert(0, update);
+        }
+    }
+
     /// The connection, for the statements of the change itself.
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        match &mut self.tx {
+            Held::Tx(tx) => tx,
+            Held::Plain(conn) => conn,
+        }
     }
 
     /// The next number of a kind of record (`CHG-000042`): from a sequence on PostgreSQL, so that writers
@@ -101,7 +152,7 @@ impl<'c> WriteTx<'c> {
             (super::Engine::Sqlite, Numbered::Change) => "SELECT COALESCE(MAX(number), 0) + 1 FROM changes",
             (super::Engine::Sqlite, Numbered::Incident) => "SELECT COALESCE(MAX(number), 0) + 1 FROM incidents",
         };
-        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut *self.tx).await?;
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(self.conn()).await?;
         Ok(n)
     }
 
@@ -146,13 +197,52 @@ impl<'c> WriteTx<'c> {
         Ok(())
     }
 
-    /// Sends `sql` at commit, with the transaction's other deferred writes, in order. Only for writes
+    /// Sends a write at commit, with the transaction's other deferred writes, in order. Only for writes
     /// nothing later in the transaction reads, each on rows no other deferred write touches.
-    pub(crate) fn defer(&mut self, sql: impl Into<String>, params: Vec<Param>) {
-        self.deferred.push(Deferred { sql: sql.into(), params });
+    pub(crate) fn defer(&mut self, write: Deferred) {
+        self.deferred.push(write);
     }
 
-    pub async fn commit(mut self) -> StoreResult<()> {
+    /// Commits; an optimistic writer whose record changed since it was read commits nothing and says so
+    /// (`Ok(false)`): the caller reads it again and decides again.
+    pub(crate) async fn commit_if_unchanged(self) -> StoreResult<bool> {
+        if self.is_optimistic() {
+            self.commit_plain().await
+        } else {
+            self.commit_tx().await.map(|()| true)
+        }
+    }
+
+    pub async fn commit(self) -> StoreResult<()> {
+        if !self.is_optimistic() {
+            return self.commit_tx().await;
+        }
+        match self.commit_plain().await? {
+            true => Ok(()),
+            false => Err(crate::error::StoreError::Conflict(
+                "the record changed while this request was being decided; try again".to_owned(),
+            )),
+        }
+    }
+
+    async fn commit_plain(mut self) -> StoreResult<bool> {
+        let condition = self.condition.take().ok_or_else(|| {
+            crate::error::StoreError::Internal("an optimistic write needs the update it depends on".to_owned())
+        })?;
+        let audited = !self.audit_rows.is_empty();
+        let mut writes = std::mem::take(&mut self.deferred);
+        if audited {
+            // One statement numbers the records in order (an optimistic write makes a handful).
+            writes.push(audit::insert_rows(std::mem::take(&mut self.audit_rows)));
+        }
+        let applied = deferred::run_if(self.conn(), condition, writes).await?;
+        if applied && audited {
+            self.db.sealer.wake(&self.db);
+        }
+        Ok(applied)
+    }
+
+    async fn commit_tx(mut self) -> StoreResult<()> {
         let audited = !self.audit_rows.is_empty();
         let mut records: Vec<Vec<Vec<Param>>> = Vec::new();
         let mut rows = std::mem::take(&mut self.audit_rows).into_iter().peekable();
@@ -161,17 +251,19 @@ impl<'c> WriteTx<'c> {
         }
         if records.len() == 1 {
             // The usual case: the records go with the other deferred writes, in one statement.
-            let (sql, params) = audit::insert_rows(records.remove(0));
-            self.defer(sql, params);
+            let insert = audit::insert_rows(records.remove(0));
+            self.defer(insert);
         }
         let writes = std::mem::take(&mut self.deferred);
-        deferred::flush(&mut self.tx, self.db.engine(), writes).await?;
+        let engine = self.db.engine();
+        deferred::flush(self.conn(), engine, writes).await?;
         // Many records: one statement after another, so that they are numbered in order.
         for chunk in records {
-            let (sql, params) = audit::insert_rows(chunk);
-            deferred::flush(&mut self.tx, self.db.engine(), vec![Deferred { sql, params }]).await?;
+            deferred::flush(self.conn(), engine, vec![audit::insert_rows(chunk)]).await?;
         }
-        self.tx.commit().await?;
+        if let Held::Tx(tx) = self.tx {
+            tx.commit().await?;
+        }
         if self.everything {
             self.db.forget_shared();
         }
@@ -180,6 +272,12 @@ impl<'c> WriteTx<'c> {
         }
         Ok(())
     }
+}
+
+/// What a writer holds: a transaction, or (an optimistic writer) a plain connection.
+enum Held {
+    Tx(Transaction<'static, Any>),
+    Plain(sqlx::pool::PoolConnection<Any>),
 }
 
 /// Audit records per statement: ten values each, far under either engine's limit on bound values.

@@ -143,3 +143,29 @@ async fn two_votes_at_once_that_meet_a_quorum_of_two_approve_the_change_exactly_
         assert_eq!(approvals, 1, "approved once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_fired_twice_at_once_is_accepted_once_and_refused_once() {
+    let (db, f) = seeded().await;
+    let s = staff(&db).await;
+
+    for i in 0..8 {
+        let c = request(&db, &s.requester, plan(ChangeKind::Normal, &format!("twice {i}"), vec![], hours(1, 2))).await;
+        let submits: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, id, requester) = (db.db.clone(), c.id.clone(), s.requester.clone());
+                tokio::spawn(async move { fire(&db, &id, &requester, "submit").await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in submits {
+            outcomes.push(t.await.unwrap());
+        }
+
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+        assert_not_allowed(outcomes.into_iter().find(Result::is_err).unwrap());
+        assert_eq!(state_of(&db, &c.id).await, "submitted");
+        let timeline = tollgate_workflows::change::change_timeline(&db, &c.id, all()).await.unwrap();
+        assert_eq!(timeline.items.iter().filter(|r| r.action == "change.submit").count(), 1, "one record per event");
+    }
+}
