@@ -226,8 +226,11 @@ mod tests {
     fn an_insert_made_conditional_selects_its_rows_only_if_the_condition_matched() {
         let upsert = Deferred::insert("INSERT INTO r (k, v)", "($1, $2)".into(), " ON CONFLICT (k) DO NOTHING", vec![]);
         assert_eq!(
-            upsert.sql_if("c").unwrap(),
-            "INSERT INTO r (k, v) SELECT * FROM (VALUES ($1, $2)) AS v WHERE EXISTS (SELECT 1 FROM c) ON CONFLICT (k) DO NOTHING"
+            upsert.sql_if("c").as_deref(),
+            Some(
+                "INSERT INTO r (k, v) SELECT * FROM (VALUES ($1, $2)) AS v WHERE EXISTS (SELECT 1 FROM c) \
+                 ON CONFLICT (k) DO NOTHING"
+            )
         );
         assert_eq!(Deferred::statement("DELETE FROM r", vec![]).sql_if("c"), None);
     }

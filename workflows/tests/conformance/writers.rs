@@ -146,7 +146,7 @@ async fn two_votes_at_once_that_meet_a_quorum_of_two_approve_the_change_exactly_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_event_fired_twice_at_once_is_accepted_once_and_refused_once() {
-    let (db, f) = seeded().await;
+    let (db, _fleet) = seeded().await;
     let s = staff(&db).await;
 
     for i in 0..8 {
