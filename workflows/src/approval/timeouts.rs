@@ -35,6 +35,8 @@ pub async fn sweep_timeouts(db: &Db) -> StoreResult<usize> {
 async fn time_out_one(db: &Db, ctx: &AuditContext, id: &str) -> StoreResult<bool> {
     let mut tx = db.write_rows(ctx).await?;
     let change = change::fetch_locked(&mut tx, id).await?;
+    // Whatever the timeout does moves the change, so that votes being counted at once see it.
+    change::touch(&mut tx, &change);
     let Some(round) = round_of(tx.conn(), &change).await? else { return Ok(false) };
     let Some(stage) = round.policy.stages.get(round.stage) else { return Ok(false) };
     let (Some(timeout), Some(action)) = (stage.timeout_secs, stage.on_timeout.clone()) else { return Ok(false) };

@@ -6,7 +6,7 @@ use crate::change::{self, Change, ChangeEvent};
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::process::Actor;
-use crate::store::{AuditContext, Db, WriteTx};
+use crate::store::{AuditContext, Db, Deferred, WriteTx};
 use crate::text::Description;
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -51,33 +51,69 @@ pub struct ApprovalStatus {
     pub votes: Vec<Vote>,
 }
 
-pub(super) async fn votes_of(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<Vote>> {
-    let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
-        "SELECT stage, voter, counted_as, decision, comment, at FROM approval_votes \
-         WHERE change_id = $1 AND revision = $2 ORDER BY at, id",
+/// A vote with what the store keeps besides: its id and whom it counts for, by id.
+struct StoredVote {
+    id: String,
+    counted_as_id: String,
+    vote: Vote,
+}
+
+#[derive(sqlx::FromRow)]
+struct VoteRow {
+    id: String,
+    counted_as_id: String,
+    stage: i64,
+    voter: String,
+    counted_as: String,
+    decision: String,
+    comment: String,
+    at: i64,
+}
+
+/// The votes on the change's current revision, in the order cast (ties by id, byte order: the same on
+/// every engine and collation).
+async fn stored_votes_of(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<StoredVote>> {
+    let rows: Vec<VoteRow> = sqlx::query_as(
+        "SELECT id, counted_as_id, stage, voter, counted_as, decision, comment, at FROM approval_votes \
+         WHERE change_id = $1 AND revision = $2",
     )
     .bind(&change.id)
     .bind(change.revision)
     .fetch_all(conn)
     .await?;
-    Ok(rows
+    let mut votes: Vec<StoredVote> = rows
         .into_iter()
-        .map(|(stage, voter, counted_as, decision, comment, at)| Vote {
-            stage,
-            voter,
-            counted_as,
-            decision,
-            comment,
-            at: from_millis(at),
+        .map(|r| StoredVote {
+            id: r.id,
+            counted_as_id: r.counted_as_id,
+            vote: Vote {
+                stage: r.stage,
+                voter: r.voter,
+                counted_as: r.counted_as,
+                decision: r.decision,
+                comment: r.comment,
+                at: from_millis(r.at),
+            },
         })
-        .collect())
+        .collect();
+    sort_votes(&mut votes);
+    Ok(votes)
+}
+
+fn sort_votes(votes: &mut [StoredVote]) {
+    votes.sort_by(|a, b| a.vote.at.cmp(&b.vote.at).then_with(|| a.id.as_bytes().cmp(b.id.as_bytes())));
+}
+
+pub(super) async fn votes_of(conn: &mut AnyConnection, change: &Change) -> StoreResult<Vec<Vote>> {
+    Ok(stored_votes_of(conn, change).await?.into_iter().map(|v| v.vote).collect())
 }
 
 pub async fn approval_status(db: &Db, change_id: &str) -> StoreResult<ApprovalStatus> {
     let mut conn = db.pool().acquire().await?;
     let change = change::fetch_in(&mut conn, change_id).await?;
     let round = round_of(&mut conn, &change).await?;
-    status_in(&mut conn, &change, round, None).await
+    let votes = votes_of(&mut conn, &change).await?;
+    status_in(&mut conn, &change, round, votes, None).await
 }
 
 /// The approval status of the change's current revision under `round`, its open round if any.
@@ -85,9 +121,9 @@ pub(super) async fn status_in(
     conn: &mut AnyConnection,
     change: &Change,
     round: Option<Round>,
+    votes: Vec<Vote>,
     known: Option<(usize, &[(String, String)])>,
 ) -> StoreResult<ApprovalStatus> {
-    let votes = votes_of(conn, change).await?;
     let Some(round) = round else {
         return Ok(ApprovalStatus {
             change_id: change.id.clone(),
@@ -171,8 +207,30 @@ pub async fn vote_on_revision(
     if decision == Decision::Reject && comment.as_str().trim().is_empty() {
         return Err(ValidationError::new("comment", "a rejection needs a comment").into());
     }
-    let mut tx = db.write_rows(ctx).await?;
-    let change = change::fetch_locked(&mut tx, change_id).await?;
+    // Optimistic on PostgreSQL, like events: decided on what was read, written in one statement that
+    // applies only if the change has not moved since (every vote moves it), else decided again.
+    for _ in 0..VOTE_ATTEMPTS {
+        let mut tx = db.write_optimistic(ctx).await?;
+        let status = vote_in(&mut tx, change_id, voter, decision, &comment, revision).await?;
+        if tx.commit_if_unchanged().await? {
+            return Ok(status);
+        }
+    }
+    Err(StoreError::Conflict(format!("change {change_id} kept changing while this vote was counted; try again")))
+}
+
+/// How many times a vote is counted again when its change moved under it.
+const VOTE_ATTEMPTS: usize = 8;
+
+async fn vote_in(
+    tx: &mut WriteTx<'_>,
+    change_id: &str,
+    voter: &Principal,
+    decision: Decision,
+    comment: &Description,
+    revision: Option<i64>,
+) -> StoreResult<ApprovalStatus> {
+    let change = change::fetch_locked(tx, change_id).await?;
     if let Some(read) = revision.filter(|r| *r != change.revision) {
         return Err(StoreError::Conflict(format!(
             "{} changed since you read revision {read}: it is at revision {} now; read it again",
@@ -195,19 +253,12 @@ pub async fn vote_on_revision(
         .await?
         .ok_or_else(|| StoreError::Conflict(format!("{} has no approval round open", change.reference)))?;
     let stage = round.stage;
-    let Some(stage_def) = round.policy.stages.get(stage) else {
+    let Some(stage_def) = round.policy.stages.get(stage).cloned() else {
         return Err(StoreError::Conflict(format!("{} is already approved", change.reference)));
     };
     let approvers = eligible(tx.conn(), &stage_groups(&round), &change).await?;
-    let voted: Vec<(String, String)> = sqlx::query_as(
-        "SELECT counted_as_id, decision FROM approval_votes WHERE change_id = $1 AND revision = $2 AND stage = $3",
-    )
-    .bind(&change.id)
-    .bind(change.revision)
-    .bind(stage as i64)
-    .fetch_all(tx.conn())
-    .await?;
-    let has_voted = |id: &str| voted.iter().any(|(v, _)| v == id);
+    let mut votes = stored_votes_of(tx.conn(), &change).await?;
+    let has_voted = |id: &str| votes.iter().any(|v| v.vote.stage == stage as i64 && v.counted_as_id == id);
     let counted_as = if let Some(me) = approvers.iter().find(|(id, _)| *id == voter.user_id) {
         if has_voted(&me.0) {
             return Err(StoreError::Conflict(format!("{} has already voted on this stage", me.1)));
@@ -240,29 +291,44 @@ pub async fn vote_on_revision(
             }
         }
     };
+    // Every vote moves the change, so that votes cast at once see each other.
+    change::touch(tx, &change);
     let delegated = counted_as.0 != voter.user_id;
-    let now = to_millis(tx.now());
-    sqlx::query(
-        "INSERT INTO approval_votes (id, change_id, revision, stage, voter_id, voter, counted_as_id, counted_as, \
-         decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&change.id)
-    .bind(change.revision)
-    .bind(stage as i64)
-    .bind(&voter.user_id)
-    .bind(&voter.username)
-    .bind(&counted_as.0)
-    .bind(&counted_as.1)
-    .bind(match decision {
+    let decided = match decision {
         Decision::Approve => "approve",
         Decision::Reject => "reject",
-    })
-    .bind(comment.as_str())
-    .bind(now)
-    .execute(tx.conn())
-    .await
-    .map_err(|e| StoreError::unique_as_conflict(e, format!("{} has already voted on this stage", counted_as.1)))?;
+    };
+    let cast = StoredVote {
+        id: uuid::Uuid::new_v4().to_string(),
+        counted_as_id: counted_as.0.clone(),
+        vote: Vote {
+            stage: stage as i64,
+            voter: voter.username.clone(),
+            counted_as: counted_as.1.clone(),
+            decision: decided.to_owned(),
+            comment: comment.as_str().to_owned(),
+            at: crate::clock::from_millis(to_millis(tx.now())),
+        },
+    };
+    tx.defer(Deferred::insert(
+        "INSERT INTO approval_votes (id, change_id, revision, stage, voter_id, voter, counted_as_id, counted_as, \
+         decision, comment, at)",
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)".to_owned(),
+        "",
+        vec![
+            cast.id.as_str().into(),
+            change.id.as_str().into(),
+            change.revision.into(),
+            (stage as i64).into(),
+            voter.user_id.as_str().into(),
+            voter.username.as_str().into(),
+            counted_as.0.as_str().into(),
+            counted_as.1.as_str().into(),
+            decided.into(),
+            comment.as_str().into(),
+            to_millis(tx.now()).into(),
+        ],
+    ));
     let record = serde_json::json!({
         "revision": change.revision, "stage": stage, "stage_name": stage_def.name,
         "decision": decision, "comment": comment.as_str(), "counted_as": counted_as.1,
@@ -272,47 +338,44 @@ pub async fn vote_on_revision(
     }
     tx.audit("approval.vote", "change", &change.id, None::<&()>, Some(&record)).await?;
     tx.acting_for(None);
+    let approvals =
+        1 + votes.iter().filter(|v| v.vote.stage == stage as i64 && v.vote.decision == "approve").count() as u32;
+    votes.push(cast);
+    sort_votes(&mut votes);
+    let votes: Vec<Vote> = votes.into_iter().map(|v| v.vote).collect();
     match decision {
         Decision::Reject => {
             let event =
                 ChangeEvent { event: "reject".into(), comment: Some(comment.as_str().to_owned()), review: None };
-            change::fire_in(&mut tx, &change.id, &Actor::System, event).await?;
+            change::fire_on(tx, change.clone(), &Actor::System, event, None).await?;
+            status_in(tx.conn(), &change, Some(round), votes, None).await
+        }
+        Decision::Approve if stage_def.rule.met(approvals, approvers.len() as u32) => {
+            let round = advance(tx, &change, round).await?;
+            status_in(tx.conn(), &change, Some(round), votes, None).await
         }
         Decision::Approve => {
-            let approvals = 1 + voted.iter().filter(|(_, d)| d == "approve").count() as u32;
-            if stage_def.rule.met(approvals, approvers.len() as u32) {
-                let round = advance(&mut tx, &change, round).await?;
-                let status = status_in(tx.conn(), &change, Some(round), None).await?;
-                tx.commit().await?;
-                return Ok(status);
-            }
+            status_in(tx.conn(), &change, Some(round), votes, Some((stage, approvers.as_slice()))).await
         }
     }
-    // A rejection ends the round; an approval that does not pass the stage leaves it as it was.
-    let (round, known) = match decision {
-        Decision::Approve => (Some(round), Some((stage, approvers.as_slice()))),
-        Decision::Reject => (round_of(tx.conn(), &change).await?, None),
-    };
-    let status = status_in(tx.conn(), &change, round, known).await?;
-    tx.commit().await?;
-    Ok(status)
 }
 
 /// Passes the round's open stage; passing the last one approves the change. Returns the round as it is now.
 pub(super) async fn advance(tx: &mut WriteTx<'_>, change: &Change, round: Round) -> StoreResult<Round> {
     let stage = round.stage;
     let now = to_millis(tx.now());
-    sqlx::query(
+    // Written with the change's own update at commit; nothing later in the transaction reads it.
+    tx.defer(Deferred::update(
         "UPDATE approval_rounds SET stage = $1, stage_opened_at = $2, escalated_groups = '', timed_out = 0 \
          WHERE change_id = $3 AND revision = $4 AND stage = $5",
-    )
-    .bind(stage as i64 + 1)
-    .bind(now)
-    .bind(&change.id)
-    .bind(change.revision)
-    .bind(stage as i64)
-    .execute(tx.conn())
-    .await?;
+        vec![
+            (stage as i64 + 1).into(),
+            now.into(),
+            change.id.as_str().into(),
+            change.revision.into(),
+            (stage as i64).into(),
+        ],
+    ));
     let round =
         Round { stage: stage + 1, stage_opened_at: now, escalated_groups: Vec::new(), timed_out: false, ..round };
     match round.policy.stages.get(round.stage) {

@@ -6,7 +6,7 @@ use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::notify::{self, NotificationKind};
 use crate::process::{self, Actor, Guard, GuardCheck};
-use crate::store::{AuditContext, Db, Deferred, WriteTx};
+use crate::store::{AuditContext, Db, Deferred, Param, WriteTx};
 use crate::text::Description;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -161,6 +161,7 @@ pub(crate) async fn fire_on(
         state: to.clone(),
         review: review.map(str::to_owned).or_else(|| before.review.clone()),
         updated_at: crate::clock::from_millis(to_millis(tx.now())),
+        version: before.version + 1,
         ..before.clone()
     };
     if decision.effects.contains(&process::Effect::Notify)
@@ -192,15 +193,31 @@ fn overridden(c: &Change) -> bool {
 
 /// Records the new state, with the transaction's other deferred writes: nothing in a transition reads it back.
 fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) {
-    let mut params = vec![to.into(), review.into(), to_millis(tx.now()).into(), before.id.as_str().into()];
-    let mut sql =
-        "UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3 WHERE id = $4".to_owned();
+    let params = vec![to.into(), review.into(), to_millis(tx.now()).into()];
+    let sql = "UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3, version = version + 1";
+    let update = as_read(tx, before, sql, params);
+    tx.condition(update);
+}
+
+/// Marks the change as changed (its `updated_at`) by a write that leaves its state alone (a vote, a
+/// timeout): optimistic writers of the change that read it before see that it moved.
+pub(crate) fn touch(tx: &mut WriteTx<'_>, before: &Change) {
+    let params = vec![to_millis(tx.now()).into()];
+    let update = as_read(tx, before, "UPDATE changes SET updated_at = $1, version = version + 1", params);
+    tx.condition(update);
+}
+
+/// `sql … WHERE` the change is as `before` read it: its id, and for an optimistic writer its version
+/// too (every write since moved it).
+fn as_read(tx: &WriteTx<'_>, before: &Change, sql: &str, mut params: Vec<Param>) -> Deferred {
+    let n = params.len();
+    let mut sql = format!("{sql} WHERE id = ${}", n + 1);
+    params.push(before.id.as_str().into());
     if tx.is_optimistic() {
-        // Applies only to the change as it was read: any write since moves its state, revision or time.
-        sql.push_str(" AND state = $5 AND revision = $6 AND updated_at = $7 RETURNING id");
-        params.extend([before.state.as_str().into(), before.revision.into(), to_millis(before.updated_at).into()]);
+        sql.push_str(&format!(" AND version = ${}", n + 2));
+        params.push(before.version.into());
     }
-    tx.condition(Deferred::statement(sql, params));
+    Deferred::update(sql, params)
 }
 
 /// Records a change manager's decision to schedule this revision despite its conflicts.
@@ -222,7 +239,7 @@ pub async fn override_conflicts(db: &Db, ctx: &AuditContext, id: &str, reason: D
         revision: before.revision,
         at: tx.now(),
     };
-    sqlx::query("UPDATE changes SET conflict_override = $1, updated_at = $2 WHERE id = $3")
+    sqlx::query("UPDATE changes SET conflict_override = $1, updated_at = $2, version = version + 1 WHERE id = $3")
         .bind(to_json(&o)?)
         .bind(to_millis(tx.now()))
         .bind(id)

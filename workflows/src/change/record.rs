@@ -45,6 +45,10 @@ pub struct Change {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Moves with every write to the change: what an optimistic writer checks.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub(crate) version: i64,
 }
 
 /// A change manager's decision to schedule despite conflicts, for one revision.
@@ -80,6 +84,7 @@ pub(super) struct ChangeRow {
     pub(super) review: Option<String>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
+    pub(super) version: i64,
     /// The affected CI ids, comma-separated (ids never hold commas).
     pub(super) ci_list: Option<String>,
 }
@@ -88,7 +93,7 @@ pub(super) struct ChangeRow {
 pub(super) const COLUMNS: &str =
     "id, number, kind, title, description, state, process_name, process_version, revision, \
     requester_id, requester, revised_by_id, operations, rollback, risk, window_start, window_end, conflict_override, \
-    review, created_at, updated_at, \
+    review, created_at, updated_at, version, \
     (SELECT string_agg(ci_id, ',') FROM change_cis WHERE change_cis.change_id = changes.id) AS ci_list";
 
 pub(super) fn json<T: for<'de> Deserialize<'de>>(id: &str, what: &str, s: &str) -> StoreResult<T> {
@@ -123,6 +128,7 @@ impl ChangeRow {
             created_at: from_millis(self.created_at),
             updated_at: from_millis(self.updated_at),
             ci_ids,
+            version: self.version,
             id: self.id,
             title: self.title,
             description: self.description,

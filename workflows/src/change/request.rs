@@ -281,7 +281,7 @@ pub async fn update_change(
     };
     sqlx::query(
         "UPDATE changes SET title = $1, description = $2, operations = $3, signature = $4, rollback = $5, risk = $6, \
-         risk_score = $7, window_start = $8, window_end = $9, state = $10, revision = revision + 1, updated_at = $11, \
+         risk_score = $7, window_start = $8, window_end = $9, state = $10, revision = revision + 1, updated_at = $11, version = version + 1, \
          revised_by_id = COALESCE($13, revised_by_id) WHERE id = $12",
     )
     .bind(spec.title.as_str())

@@ -47,38 +47,53 @@ impl From<Option<&str>> for Param {
 /// One deferred statement: SQL with `$1…$n` placeholders and the values they stand for.
 #[derive(Debug)]
 pub(crate) struct Deferred {
-    /// `INSERT INTO t (columns)` for an insert, or the whole statement.
-    pub head: String,
-    /// An insert's rows, `($1, $2), ($3, $4)`.
-    pub rows: Option<String>,
-    /// What follows an insert's rows (`ON CONFLICT …`).
-    pub tail: String,
+    /// `INSERT INTO t (columns)` for an insert, `UPDATE … WHERE …` for an update, or a whole statement.
+    head: String,
+    shape: Shape,
     pub params: Vec<Param>,
 }
 
+#[derive(Debug)]
+enum Shape {
+    /// The rows, `($1, $2), ($3, $4)`, and what follows them (`ON CONFLICT …`).
+    Insert { rows: String, tail: String },
+    /// `head` ends in its `WHERE` clause.
+    Update,
+}
+
 impl Deferred {
-    pub(crate) fn statement(sql: impl Into<String>, params: Vec<Param>) -> Self {
-        Deferred { head: sql.into(), rows: None, tail: String::new(), params }
+    pub(crate) fn insert(head: impl Into<String>, rows: String, tail: &str, params: Vec<Param>) -> Self {
+        Deferred { head: head.into(), shape: Shape::Insert { rows, tail: tail.to_owned() }, params }
     }
 
-    pub(crate) fn insert(head: impl Into<String>, rows: String, tail: &str, params: Vec<Param>) -> Self {
-        Deferred { head: head.into(), rows: Some(rows), tail: tail.to_owned(), params }
+    /// An `UPDATE … WHERE …` (no `RETURNING`): it can be a condition, or depend on one.
+    pub(crate) fn update(sql: impl Into<String>, params: Vec<Param>) -> Self {
+        Deferred { head: sql.into(), shape: Shape::Update, params }
     }
 
     fn sql(&self) -> String {
-        match &self.rows {
-            Some(rows) => format!("{} VALUES {rows}{}", self.head, self.tail),
-            None => self.head.clone(),
+        match &self.shape {
+            Shape::Insert { rows, tail } => format!("{} VALUES {rows}{tail}", self.head),
+            Shape::Update => self.head.clone(),
         }
     }
 
-    /// The insert, made to insert nothing unless the common table expression `cte` returned a row.
-    fn sql_if(&self, cte: &str) -> Option<String> {
-        let rows = self.rows.as_ref()?;
-        Some(format!(
-            "{} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM {cte}){}",
-            self.head, self.tail
-        ))
+    /// The statement as a condition: it says whether it matched.
+    fn condition_sql(&self) -> String {
+        match &self.shape {
+            Shape::Update => format!("{} RETURNING 1", self.head),
+            Shape::Insert { .. } => format!("{} RETURNING 1", self.sql()),
+        }
+    }
+
+    /// The write, made to change nothing unless the common table expression `cte` returned a row.
+    fn sql_if(&self, cte: &str) -> String {
+        match &self.shape {
+            Shape::Insert { rows, tail } => {
+                format!("{} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM {cte}){tail}", self.head)
+            }
+            Shape::Update => format!("{} AND EXISTS (SELECT 1 FROM {cte})", self.head),
+        }
     }
 }
 
@@ -143,17 +158,14 @@ fn combine(batch: Vec<Deferred>) -> (String, Vec<Param>) {
     (sql, params)
 }
 
-/// On PostgreSQL, outside a transaction: runs `condition` (an `UPDATE … RETURNING` that matches only
-/// if the record is still as it was read) and `writes` (inserts) as one statement, the inserts made
-/// only if the condition matched. Returns whether it did: one statement is atomic by itself.
+/// On PostgreSQL, outside a transaction: runs `condition` (an update that matches only if the record is
+/// still as it was read) and `writes` as one statement, the writes made only if the condition matched.
+/// Returns whether it did: one statement is atomic by itself.
 pub(crate) async fn run_if(conn: &mut AnyConnection, condition: Deferred, writes: Vec<Deferred>) -> StoreResult<bool> {
-    let mut sql = format!("WITH c AS ({})", condition.sql());
+    let mut sql = format!("WITH c AS ({})", condition.condition_sql());
     let mut params = condition.params;
     for (i, w) in writes.into_iter().enumerate() {
-        let insert = w
-            .sql_if("c")
-            .ok_or_else(|| crate::error::StoreError::Internal("only inserts may follow a condition".to_owned()))?;
-        sql.push_str(&format!(", w{i} AS ({})", shift_placeholders(&insert, params.len())));
+        sql.push_str(&format!(", w{i} AS ({})", shift_placeholders(&w.sql_if("c"), params.len())));
         params.extend(w.params);
     }
     sql.push_str(" SELECT COUNT(*) FROM c");
@@ -210,7 +222,7 @@ mod tests {
 
     #[test]
     fn statements_combine_into_one_with_clause_in_order() {
-        let a = Deferred::statement("UPDATE t SET a = $1 WHERE id = $2", vec![1.into(), "x".into()]);
+        let a = Deferred::update("UPDATE t SET a = $1 WHERE id = $2", vec![1.into(), "x".into()]);
         let b = Deferred::insert("INSERT INTO u (v)", "($1)".into(), "", vec!["y".into()]);
         let c = Deferred::insert("INSERT INTO w (v)", "($1)".into(), "", vec!["z".into()]);
         let (sql, params) = combine(vec![a, b, c]);
@@ -226,12 +238,12 @@ mod tests {
     fn an_insert_made_conditional_selects_its_rows_only_if_the_condition_matched() {
         let upsert = Deferred::insert("INSERT INTO r (k, v)", "($1, $2)".into(), " ON CONFLICT (k) DO NOTHING", vec![]);
         assert_eq!(
-            upsert.sql_if("c").as_deref(),
-            Some(
-                "INSERT INTO r (k, v) SELECT * FROM (VALUES ($1, $2)) AS v WHERE EXISTS (SELECT 1 FROM c) \
-                 ON CONFLICT (k) DO NOTHING"
-            )
+            upsert.sql_if("c"),
+            "INSERT INTO r (k, v) SELECT * FROM (VALUES ($1, $2)) AS v WHERE EXISTS (SELECT 1 FROM c) \
+             ON CONFLICT (k) DO NOTHING"
         );
-        assert_eq!(Deferred::statement("DELETE FROM r", vec![]).sql_if("c"), None);
+        let update = Deferred::update("UPDATE r SET v = $1 WHERE k = $2", vec![]);
+        assert_eq!(update.sql_if("c"), "UPDATE r SET v = $1 WHERE k = $2 AND EXISTS (SELECT 1 FROM c)");
+        assert_eq!(update.condition_sql(), "UPDATE r SET v = $1 WHERE k = $2 RETURNING 1");
     }
 }

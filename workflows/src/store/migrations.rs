@@ -44,6 +44,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (10, "audit_sealing", include_str!("../../migrations/sqlite/0010_audit_sealing.sql")),
     (11, "numbering", include_str!("../../migrations/sqlite/0011_numbering.sql")),
     (12, "audit_compression", include_str!("../../migrations/sqlite/0012_audit_compression.sql")),
+    (13, "change_versions", include_str!("../../migrations/sqlite/0013_change_versions.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -58,6 +59,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (10, "audit_sealing", include_str!("../../migrations/postgres/0010_audit_sealing.sql")),
     (11, "numbering", include_str!("../../migrations/postgres/0011_numbering.sql")),
     (12, "audit_compression", include_str!("../../migrations/postgres/0012_audit_compression.sql")),
+    (13, "change_versions", include_str!("../../migrations/postgres/0013_change_versions.sql")),
 ];
 
 /// The migrator for `engine`.

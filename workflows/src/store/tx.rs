@@ -123,15 +123,11 @@ impl<'c> WriteTx<'c> {
         matches!(self.tx, Held::Plain(_))
     }
 
-    /// Sets the update an optimistic writer's writes depend on: an `UPDATE … RETURNING` whose `WHERE`
-    /// matches only the record as it was read. Inside a transaction (the record locked) it is simply
-    /// the first deferred write.
+    /// Sets the update an optimistic writer's writes depend on: an update ([`Deferred::update`]) whose
+    /// `WHERE` matches only the record as it was read; a later condition on the same record replaces it.
+    /// Inside a transaction (the record locked) it is simply the first deferred write.
     pub(crate) fn condition(&mut self, update: Deferred) {
-        if self.is_optimistic() {
-            self.condition = Some(update);
-        } else {
-            self.deferred.insert(0, update);
-        }
+        self.condition = Some(update);
     }
 
     /// The connection, for the statements of the change itself.
@@ -243,6 +239,9 @@ impl<'c> WriteTx<'c> {
     }
 
     async fn commit_tx(mut self) -> StoreResult<()> {
+        if let Some(condition) = self.condition.take() {
+            self.deferred.insert(0, condition);
+        }
         let audited = !self.audit_rows.is_empty();
         let mut records: Vec<Vec<Vec<Param>>> = Vec::new();
         let mut rows = std::mem::take(&mut self.audit_rows).into_iter().peekable();
