@@ -104,6 +104,11 @@ pub(super) fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot serialise: {e}")))
 }
 
+/// A change's human reference: `CHG-000042`.
+pub(super) fn reference(number: i64) -> String {
+    format!("CHG-{number:06}")
+}
+
 impl ChangeRow {
     pub(super) fn into_change(self) -> StoreResult<Change> {
         let mut ci_ids: Vec<String> = self
@@ -116,7 +121,7 @@ impl ChangeRow {
             .collect();
         ci_ids.sort_unstable();
         Ok(Change {
-            reference: format!("CHG-{:06}", self.number),
+            reference: reference(self.number),
             kind: ChangeKind::parse(&self.kind)
                 .ok_or_else(|| StoreError::Internal(format!("stored change {} has a bad kind", self.id)))?,
             operations: json(&self.id, "operations", &self.operations)?,

@@ -4,12 +4,13 @@ use super::plan::{Operation, RollbackStep};
 use super::risk::{self, Risk, RiskInputs};
 use super::ChangeKind;
 use crate::accounts::Principal;
+use crate::clock::from_millis;
 use crate::clock::to_millis;
 use crate::cmdb::{self, fetch_ci, Criticality};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::process::{self, Actor};
-use crate::store::{bind_list, bind_row, AuditContext, Db, ROWS_PER_INSERT};
+use crate::store::{bind_list, bind_row, AuditContext, Db, Deferred, Param, WriteTx, ROWS_PER_INSERT};
 use crate::text::{Description, Name};
 use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
@@ -56,11 +57,11 @@ struct Worked {
 async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> StoreResult<Worked> {
     spec.check()?;
     let mut cis: BTreeSet<String> = BTreeSet::new();
-    // Each CI read once: its criticality weighs in the risk too.
-    let mut criticality: std::collections::HashMap<String, Criticality> = std::collections::HashMap::new();
+    // Each CI read once: the risk weighs its criticality and walks its impact from it.
+    let mut read: std::collections::HashMap<String, cmdb::Ci> = std::collections::HashMap::new();
     for id in &spec.ci_ids {
         match fetch_ci(conn, id).await? {
-            Some(ci) => criticality.insert(ci.id.clone(), ci.criticality),
+            Some(ci) => read.insert(ci.id.clone(), ci),
             None => return Err(ValidationError::new("ci_ids", format!("no CI has id {id}")).into()),
         };
         cis.insert(id.clone());
@@ -72,7 +73,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
             match fetch_ci(conn, id).await? {
                 Some(ci) if ci.kind == kind => {
                     cis.insert(ci.id.clone());
-                    criticality.insert(ci.id.clone(), ci.criticality);
+                    read.insert(ci.id.clone(), ci.clone());
                     if target.is_none() {
                         target = Some(ci);
                     }
@@ -95,7 +96,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
     }
     rollback.reverse();
     let ci_ids: Vec<String> = cis.into_iter().collect();
-    let risk = assess(conn, db, spec, &ci_ids, &criticality).await?;
+    let risk = assess(conn, db, spec, &ci_ids, &read).await?;
     if spec.kind == ChangeKind::Standard && risk.level != super::RiskLevel::Low {
         // Standard changes skip approval: only low-risk work may, the rest is a normal change.
         return Err(ValidationError::new(
@@ -116,13 +117,20 @@ async fn assess(
     db: &Db,
     spec: &ChangeSpec,
     ci_ids: &[String],
-    criticality: &std::collections::HashMap<String, Criticality>,
+    read: &std::collections::HashMap<String, cmdb::Ci>,
 ) -> StoreResult<Risk> {
     let mut affected = BTreeSet::new();
     let mut services = BTreeSet::new();
-    let max_criticality: Option<Criticality> = ci_ids.iter().filter_map(|id| criticality.get(id).copied()).max();
+    let max_criticality: Option<Criticality> =
+        ci_ids.iter().filter_map(|id| read.get(id).map(|ci| ci.criticality)).max();
     for id in ci_ids {
-        let walk = cmdb::impact_in(conn, id, 4).await?;
+        let walk = match read.get(id) {
+            Some(ci) => {
+                let root = cmdb::CiRef { id: ci.id.clone(), kind: ci.kind, name: ci.name.clone() };
+                cmdb::impact_from(conn, root, 4).await?
+            }
+            None => cmdb::impact_in(conn, id, 4).await?,
+        };
         for a in walk.affected {
             if a.ci.kind == cmdb::CiKind::Service {
                 services.insert(a.ci.id.clone());
@@ -176,11 +184,22 @@ pub(super) fn operation_signature(ops: &[Operation]) -> String {
     kinds.join(",")
 }
 
-/// Records the change's CIs; `replace` drops those it had first.
-pub(super) async fn write_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String], replace: bool) -> StoreResult<()> {
-    if replace {
-        sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
+/// Records a new change's CIs with its other writes at commit.
+fn defer_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String]) {
+    for chunk in ci_ids.chunks(ROWS_PER_INSERT) {
+        let mut params: Vec<Param> = vec![id.into()];
+        let mut rows = Vec::with_capacity(chunk.len());
+        for ci in chunk {
+            params.push(ci.as_str().into());
+            rows.push(format!("(${}, $1)", params.len()));
+        }
+        tx.defer(Deferred::insert("INSERT INTO change_cis (ci_id, change_id)", rows.join(", "), "", params));
     }
+}
+
+/// Replaces an edited change's CIs.
+async fn replace_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
     for chunk in ci_ids.chunks(ROWS_PER_INSERT) {
         let mut args = AnyArguments::default();
         let change = bind_list(&mut args, [id]);
@@ -204,38 +223,67 @@ pub async fn create_change(
         work_out(&mut conn, db, &spec).await?
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let mut tx = db.write_rows(ctx).await?;
+    // A new record depends on nothing read: on PostgreSQL it is written as one statement, no transaction.
+    let mut tx = db.write_optimistic(ctx).await?;
     let def = process::latest_definition(&mut tx, spec.kind.process()).await?;
     let number = tx.next_number(crate::store::Numbered::Change).await?;
     let now = to_millis(tx.now());
-    sqlx::query(
+    let (operations, rollback, risk) = (to_json(&spec.operations)?, to_json(&worked.rollback)?, to_json(&worked.risk)?);
+    tx.defer(Deferred::insert(
         "INSERT INTO changes (id, number, kind, title, description, state, process_name, process_version, revision, \
          requester_id, requester, revised_by_id, operations, signature, rollback, risk, risk_score, window_start, \
-         window_end, conflict_override, review, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $9, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $18)",
-    )
-    .bind(&id)
-    .bind(number)
-    .bind(spec.kind.as_str())
-    .bind(spec.title.as_str())
-    .bind(spec.description.as_str())
-    .bind(&def.definition.initial)
-    .bind(&def.name)
-    .bind(def.version)
-    .bind(&requester.user_id)
-    .bind(&requester.username)
-    .bind(to_json(&spec.operations)?)
-    .bind(operation_signature(&spec.operations))
-    .bind(to_json(&worked.rollback)?)
-    .bind(to_json(&worked.risk)?)
-    .bind(i64::from(worked.risk.score))
-    .bind(to_millis(spec.window.start))
-    .bind(to_millis(spec.window.end))
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
-    write_cis(tx.conn(), &id, &worked.ci_ids, false).await?;
-    let change = fetch(tx.conn(), &id).await?;
+         window_end, conflict_override, review, created_at, updated_at)",
+        "($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $9, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $18)"
+            .to_owned(),
+        "",
+        vec![
+            id.as_str().into(),
+            number.into(),
+            spec.kind.as_str().into(),
+            spec.title.as_str().into(),
+            spec.description.as_str().into(),
+            def.definition.initial.as_str().into(),
+            def.name.as_str().into(),
+            def.version.into(),
+            requester.user_id.as_str().into(),
+            requester.username.as_str().into(),
+            operations.into(),
+            operation_signature(&spec.operations).into(),
+            rollback.into(),
+            risk.into(),
+            i64::from(worked.risk.score).into(),
+            to_millis(spec.window.start).into(),
+            to_millis(spec.window.end).into(),
+            now.into(),
+        ],
+    ));
+    defer_cis(&mut tx, &id, &worked.ci_ids);
+    // What the insert stores, as a read would give it back (instants to the millisecond).
+    let change = Change {
+        reference: reference(number),
+        kind: spec.kind,
+        title: spec.title.as_str().to_owned(),
+        description: spec.description.as_str().to_owned(),
+        state: def.definition.initial.clone(),
+        process: def.name.clone(),
+        process_version: def.version,
+        revision: 1,
+        requester_id: requester.user_id.clone(),
+        requester: requester.username.clone(),
+        revised_by_id: requester.user_id.clone(),
+        ci_ids: worked.ci_ids.clone(),
+        operations: spec.operations.clone(),
+        rollback: worked.rollback.clone(),
+        risk: worked.risk.clone(),
+        window_start: from_millis(to_millis(spec.window.start)),
+        window_end: from_millis(to_millis(spec.window.end)),
+        conflict_override: None,
+        review: None,
+        created_at: from_millis(now),
+        updated_at: from_millis(now),
+        version: 0,
+        id: id.clone(),
+    };
     tx.audit("change.create", "change", &id, None::<&Change>, Some(&change)).await?;
     tx.commit().await?;
     Ok(change)
@@ -299,7 +347,7 @@ pub async fn update_change(
     .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
-    write_cis(tx.conn(), id, &worked.ci_ids, true).await?;
+    replace_cis(tx.conn(), id, &worked.ci_ids).await?;
     let after = fetch(tx.conn(), id).await?;
     if after.state == "scheduled" {
         // A process with no way back to approval (standard changes) keeps the change scheduled: the edited

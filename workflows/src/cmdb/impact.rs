@@ -62,7 +62,11 @@ pub async fn impact(db: &Db, id: &str, max_depth: u32) -> StoreResult<Impact> {
 /// [`impact`] on a given connection, e.g. inside a write transaction.
 pub async fn impact_in(conn: &mut AnyConnection, id: &str, max_depth: u32) -> StoreResult<Impact> {
     let root = super::fetch_ci(conn, id).await?.ok_or_else(|| StoreError::not_found("CI", id))?;
-    let root = CiRef { id: root.id, kind: root.kind, name: root.name };
+    impact_from(conn, CiRef { id: root.id, kind: root.kind, name: root.name }, max_depth).await
+}
+
+/// [`impact_in`] from a CI the caller has already read.
+pub(crate) async fn impact_from(conn: &mut AnyConnection, root: CiRef, max_depth: u32) -> StoreResult<Impact> {
     let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
     let mut affected = Vec::new();
     let mut frontier = vec![root.id.clone()];

@@ -7,6 +7,7 @@
 mod impact;
 mod store;
 
+pub(crate) use impact::impact_from;
 pub use impact::{impact, impact_in, Affected, CiRef, Impact};
 pub use store::*;
 

@@ -173,6 +173,15 @@ pub(crate) async fn run_if(conn: &mut AnyConnection, condition: Deferred, writes
     Ok(matched > 0)
 }
 
+/// On PostgreSQL, outside a transaction: runs `writes` as one statement, however many values they bind
+/// (up to PostgreSQL's limit, beyond which the statement fails whole): all of them or none.
+pub(crate) async fn run_all(conn: &mut AnyConnection, writes: Vec<Deferred>) -> StoreResult<()> {
+    if !writes.is_empty() {
+        run_combined(conn, writes).await?;
+    }
+    Ok(())
+}
+
 /// `$n` becomes `$(n + by)`. The statements are the store's own, with no `$` but in placeholders.
 fn shift_placeholders(sql: &str, by: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 8);

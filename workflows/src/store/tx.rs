@@ -222,16 +222,20 @@ impl<'c> WriteTx<'c> {
     }
 
     async fn commit_plain(mut self) -> StoreResult<bool> {
-        let condition = self.condition.take().ok_or_else(|| {
-            crate::error::StoreError::Internal("an optimistic write needs the update it depends on".to_owned())
-        })?;
         let audited = !self.audit_rows.is_empty();
         let mut writes = std::mem::take(&mut self.deferred);
         if audited {
             // One statement numbers the records in order (an optimistic write makes a handful).
             writes.push(audit::insert_rows(std::mem::take(&mut self.audit_rows)));
         }
-        let applied = deferred::run_if(self.conn(), condition, writes).await?;
+        let applied = match self.condition.take() {
+            Some(condition) => deferred::run_if(self.conn(), condition, writes).await?,
+            // Nothing read to depend on (a new record): every write, as one statement, is atomic by itself.
+            None => {
+                deferred::run_all(self.conn(), writes).await?;
+                true
+            }
+        };
         if applied && audited {
             self.db.sealer.wake(&self.db);
         }

@@ -228,3 +228,20 @@ async fn changes_are_listed_by_state_kind_requester_ci_window_and_title() {
     assert_eq!(ids(change::ChangeQuery { q: Some("BILLING".into()), ..q() }).await, [c.id.as_str(), a.id.as_str()]);
     assert!(ids(change::ChangeQuery { state: Some("closed".into()), ..q() }).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_new_change_reads_back_exactly_as_it_was_returned() {
+    let (db, f) = seeded().await;
+    let s = staff(&db).await;
+    let spec = plan(
+        ChangeKind::Normal,
+        "provision and stop",
+        vec![provision("web-2", &f.host.id, 2, 2048), stop(&f.vm.id)],
+        hours(1, 3),
+    );
+
+    let created = request(&db, &s.requester, spec).await;
+
+    assert_eq!(change::get_change(&db, &created.id).await.unwrap(), created);
+    assert!(created.ci_ids.windows(2).all(|w| w[0] < w[1]), "CIs in order: {:?}", created.ci_ids);
+}
