@@ -153,7 +153,11 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => {
                 // serde's message names the field and what it expected; it never echoes secrets
                 // beyond the offending value's type.
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", e.body_text())
+                let error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", e.body_text());
+                match field_of(&e) {
+                    Some(field) => error.with_details(json!({ "field": field })),
+                    None => error,
+                }
             }
             JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(e.body_text()).with_details(json!({})),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
@@ -167,6 +171,25 @@ impl From<JsonRejection> for ApiError {
             other => ApiError::bad_request(other.body_text()),
         }
     }
+}
+
+/// The field a body's data error is about: its path (`operations[0].vcpus`), or the missing field's name.
+fn field_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(p) = s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = p.path().to_string();
+            if path != "." {
+                return Some(path);
+            }
+            // A missing field is reported at the object that lacks it: serde names it in backquotes.
+            let message = p.inner().to_string();
+            let missing = message.strip_prefix("missing field `")?.split('`').next()?;
+            return Some(missing.to_owned());
+        }
+        source = s.source();
+    }
+    None
 }
 
 impl From<PathRejection> for ApiError {

@@ -61,7 +61,12 @@ async fn values_of_the_wrong_type_are_a_422_that_names_the_field() {
         r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
         let message = r.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(field), "POST {path} {body}: the message should name {field}: {message}");
+        let named = r.body["error"]["details"]["field"].as_str().unwrap_or_default();
+        assert!(named.starts_with(field), "POST {path} {body}: details.field should be {field}: {}", r.body);
     }
+    let r = app.post("/api/v1/cis", &app.admin_token, json!({"kind": "region"})).await;
+    r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(r.body["error"]["details"]["field"], "name", "a missing field is named too: {}", r.body);
     for body in [json!([]), json!(null), json!("region"), json!(42)] {
         let r = app.post("/api/v1/cis", &app.admin_token, body).await;
         r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
