@@ -342,3 +342,45 @@ pub async fn count(db: &Db) -> StoreResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(db.pool()).await?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: i64) -> AuditRow {
+        AuditRow {
+            seq,
+            chain_pos: None,
+            at: 1_700_000_000_000,
+            actor: "alice".into(),
+            actor_id: Some("u-alice".into()),
+            on_behalf_of: None,
+            request_id: Some("req-1".into()),
+            action: "ci.create".into(),
+            entity_type: "ci".into(),
+            entity_id: "c-1".into(),
+            before_json: None,
+            after_json: Some(r#"{"name":"eu"}"#.into()),
+            prev_hash: None,
+            hash: None,
+        }
+    }
+
+    #[test]
+    fn a_record_at_its_own_position_hashes_as_records_always_have() {
+        // Pinned: logs written before records were sealed after commit must keep verifying. This is the
+        // SHA-256 of the compact JSON {"seq","at_ms","actor","actor_id","on_behalf_of","request_id","action",
+        // "entity_type","entity_id","before","after","prev_hash"} of this record, in that order.
+        assert_eq!(
+            hash_of(&record(7).hashed(7, GENESIS_HASH)),
+            "b9d02f625957f48f7d56353b0cc40ba0f3b4e07f90d323d3b0a2eacb975224a7"
+        );
+    }
+
+    #[test]
+    fn a_record_sealed_at_another_position_binds_its_number_too() {
+        let at_own = hash_of(&record(7).hashed(7, GENESIS_HASH));
+        assert_ne!(hash_of(&record(7).hashed(8, GENESIS_HASH)), at_own);
+        assert_ne!(hash_of(&record(9).hashed(8, GENESIS_HASH)), hash_of(&record(7).hashed(8, GENESIS_HASH)));
+    }
+}
