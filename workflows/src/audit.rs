@@ -114,20 +114,11 @@ pub(crate) fn row(ctx: &AuditContext, at: OffsetDateTime, entry: AuditEntry<'_>)
 /// The statement that writes a transaction's records, numbered in the order given; the sealer chains
 /// them once the transaction commits.
 pub(crate) fn insert_rows(rows: Vec<Vec<Param>>) -> Deferred {
-    let mut params = Vec::new();
-    let mut values = Vec::with_capacity(rows.len());
-    for row in rows {
-        let first = params.len() + 1;
-        let placeholders: Vec<String> = (first..first + row.len()).map(|n| format!("${n}")).collect();
-        values.push(format!("({})", placeholders.join(", ")));
-        params.extend(row);
-    }
-    Deferred::insert(
+    Deferred::insert_rows(
         "INSERT INTO audit_log (at, actor, actor_id, on_behalf_of, request_id, action, entity_type, entity_id, \
          before_json, after_json)",
-        values.join(", "),
-        "",
-        params,
+        Vec::new(),
+        rows,
     )
 }
 

@@ -99,13 +99,7 @@ pub struct FreezeSpec {
 }
 
 async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<FreezeWindow> {
-    if id.contains('\0') {
-        return Err(StoreError::not_found("freeze window", id));
-    }
-    let row: Option<FreezeRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM freeze_windows WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<FreezeRow> = crate::store::row_by_id(conn, COLUMNS, "freeze_windows", id, "").await?;
     row.map(FreezeWindow::from).ok_or_else(|| StoreError::not_found("freeze window", id))
 }
 

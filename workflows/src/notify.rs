@@ -98,20 +98,14 @@ pub(crate) async fn raise(
     }
     let now = to_millis(tx.now());
     for chunk in sent.chunks(ROWS_PER_INSERT) {
-        // Shared values first ($1-$5), then an id and a recipient per row; sent with the commit.
-        let mut params: Vec<Param> =
+        // Sent with the commit: an id and a recipient per row, what the notification says shared.
+        let shared: Vec<Param> =
             vec![kind.as_str().into(), entity_type.into(), entity_id.into(), subject.into(), now.into()];
-        let mut rows = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            params.push(uuid::Uuid::new_v4().to_string().into());
-            params.push((*r).into());
-            rows.push(format!("(${}, ${}, $1, $2, $3, $4, $5)", params.len() - 1, params.len()));
-        }
-        tx.defer(Deferred::insert(
+        let rows = chunk.iter().map(|r| vec![uuid::Uuid::new_v4().to_string().into(), (*r).into()]);
+        tx.defer(Deferred::insert_rows(
             "INSERT INTO notifications (id, recipient_id, kind, entity_type, entity_id, subject, created_at)",
-            rows.join(", "),
-            "",
-            params,
+            shared,
+            rows,
         ));
     }
     Ok(())

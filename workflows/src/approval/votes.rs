@@ -209,7 +209,7 @@ pub async fn vote_on_revision(
     }
     // Optimistic on PostgreSQL, like events: decided on what was read, written in one statement that
     // applies only if the change has not moved since (every vote moves it), else decided again.
-    for _ in 0..VOTE_ATTEMPTS {
+    for _ in 0..crate::store::OPTIMISTIC_ATTEMPTS {
         let mut tx = db.write_optimistic(ctx).await?;
         let status = vote_in(&mut tx, change_id, voter, decision, &comment, revision).await?;
         if tx.commit_if_unchanged().await? {
@@ -218,9 +218,6 @@ pub async fn vote_on_revision(
     }
     Err(StoreError::Conflict(format!("change {change_id} kept changing while this vote was counted; try again")))
 }
-
-/// How many times a vote is counted again when its change moved under it.
-const VOTE_ATTEMPTS: usize = 8;
 
 async fn vote_in(
     tx: &mut WriteTx<'_>,

@@ -74,7 +74,7 @@ impl GuardCheck for ChangeGuards<'_> {
 /// started with. Guards are evaluated against the store inside the same transaction as the transition.
 pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {
     // Optimistic on PostgreSQL: read, decide, write once if nothing changed meanwhile, else decide again.
-    for _ in 0..OPTIMISTIC_ATTEMPTS {
+    for _ in 0..crate::store::OPTIMISTIC_ATTEMPTS {
         let mut tx = db.write_optimistic(ctx).await?;
         let after = fire_in(&mut tx, id, actor, e.clone()).await?;
         if tx.commit_if_unchanged().await? {
@@ -83,9 +83,6 @@ pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e
     }
     Err(StoreError::Conflict(format!("change {id} kept changing while this event was decided; try again")))
 }
-
-/// How many times an event is decided again when its change changed under it.
-const OPTIMISTIC_ATTEMPTS: usize = 8;
 
 /// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).
 pub(crate) async fn fire_in(tx: &mut WriteTx<'_>, id: &str, actor: &Actor, e: ChangeEvent) -> StoreResult<Change> {

@@ -5,7 +5,7 @@ use super::risk::Risk;
 use super::ChangeKind;
 use crate::clock::from_millis;
 use crate::error::{StoreError, StoreResult};
-use crate::store::{Db, WriteTx};
+use crate::store::{row_by_id, Db, WriteTx};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, FromRow};
 use time::OffsetDateTime;
@@ -150,25 +150,13 @@ impl ChangeRow {
 }
 
 pub(crate) async fn fetch(conn: &mut AnyConnection, id: &str) -> StoreResult<Change> {
-    if id.contains('\0') {
-        return Err(StoreError::not_found("change", id));
-    }
-    let row: Option<ChangeRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM changes WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<ChangeRow> = row_by_id(conn, COLUMNS, "changes", id, "").await?;
     row.ok_or_else(|| StoreError::not_found("change", id))?.into_change()
 }
 
-/// A change read for changing it: on PostgreSQL its row stays locked until the transaction ends, so the
-/// writers of one change take turns (see [`Db::write_rows`]).
+/// A change read for changing it (see [`WriteTx::row_for_update`] and [`Db::write_rows`]).
 pub(crate) async fn fetch_locked(tx: &mut WriteTx<'_>, id: &str) -> StoreResult<Change> {
-    if id.contains('\0') {
-        return Err(StoreError::not_found("change", id));
-    }
-    let sql = format!("SELECT {COLUMNS} FROM changes WHERE id = $1{}", tx.for_update());
-    let row: Option<ChangeRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.conn()).await?;
-    tx.stamp_now();
+    let row: Option<ChangeRow> = tx.row_for_update(COLUMNS, "changes", id).await?;
     row.ok_or_else(|| StoreError::not_found("change", id))?.into_change()
 }
 

@@ -10,9 +10,8 @@ use crate::cmdb::{self, fetch_ci, Criticality};
 use crate::error::{StoreError, StoreResult, ValidationError};
 use crate::freeze::{freezes_covering, Window};
 use crate::process::{self, Actor};
-use crate::store::{bind_list, bind_row, AuditContext, Db, Deferred, Param, WriteTx, ROWS_PER_INSERT};
+use crate::store::{AuditContext, Db, Deferred, Param, WriteTx, ROWS_PER_INSERT};
 use crate::text::{Description, Name};
-use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
 use std::collections::BTreeSet;
 
@@ -184,28 +183,22 @@ pub(super) fn operation_signature(ops: &[Operation]) -> String {
     kinds.join(",")
 }
 
-/// Records a new change's CIs with its other writes at commit.
-fn defer_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String]) {
-    for chunk in ci_ids.chunks(ROWS_PER_INSERT) {
-        let mut params: Vec<Param> = vec![id.into()];
-        let mut rows = Vec::with_capacity(chunk.len());
-        for ci in chunk {
-            params.push(ci.as_str().into());
-            rows.push(format!("(${}, $1)", params.len()));
-        }
-        tx.defer(Deferred::insert("INSERT INTO change_cis (ci_id, change_id)", rows.join(", "), "", params));
-    }
+/// The statements that record a change's CIs.
+fn cis_inserts(id: &str, ci_ids: &[String]) -> Vec<Deferred> {
+    ci_ids
+        .chunks(ROWS_PER_INSERT)
+        .map(|chunk| {
+            let rows = chunk.iter().map(|ci| vec![Param::from(ci.as_str())]);
+            Deferred::insert_rows("INSERT INTO change_cis (ci_id, change_id)", vec![id.into()], rows)
+        })
+        .collect()
 }
 
-/// Replaces an edited change's CIs.
-async fn replace_cis(conn: &mut AnyConnection, id: &str, ci_ids: &[String]) -> StoreResult<()> {
-    sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(&mut *conn).await?;
-    for chunk in ci_ids.chunks(ROWS_PER_INSERT) {
-        let mut args = AnyArguments::default();
-        let change = bind_list(&mut args, [id]);
-        let rows: Vec<String> = chunk.iter().map(|ci| bind_row(&mut args, [ci.as_str()], &change)).collect();
-        let sql = format!("INSERT INTO change_cis (ci_id, change_id) VALUES {}", rows.join(", "));
-        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+/// Replaces an edited change's CIs at once: the edit reads the change back before it commits.
+async fn replace_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(tx.conn()).await?;
+    for insert in cis_inserts(id, ci_ids) {
+        tx.run_now(insert).await?;
     }
     Ok(())
 }
@@ -257,7 +250,9 @@ pub async fn create_change(
             now.into(),
         ],
     ));
-    defer_cis(&mut tx, &id, &worked.ci_ids);
+    for insert in cis_inserts(&id, &worked.ci_ids) {
+        tx.defer(insert);
+    }
     // What the insert stores, as a read would give it back (instants to the millisecond).
     let change = Change {
         reference: reference(number),
@@ -347,7 +342,7 @@ pub async fn update_change(
     .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
-    replace_cis(tx.conn(), id, &worked.ci_ids).await?;
+    replace_cis(&mut tx, id, &worked.ci_ids).await?;
     let after = fetch(tx.conn(), id).await?;
     if after.state == "scheduled" {
         // A process with no way back to approval (standard changes) keeps the change scheduled: the edited

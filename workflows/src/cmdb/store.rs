@@ -90,12 +90,7 @@ const CI_COLUMNS: &str = "id, kind, name, description, parent_id, service_id, st
                           agent_id, vcpus, memory_mib, disk_gib, revision, created_at, updated_at";
 
 pub(crate) async fn fetch_ci(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Ci>> {
-    if id.contains('\0') {
-        // No id holds NUL, and PostgreSQL refuses to compare one (aborting the caller's transaction).
-        return Ok(None);
-    }
-    let sql = format!("SELECT {CI_COLUMNS} FROM cis WHERE id = $1");
-    let row: Option<CiRow> = sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?;
+    let row: Option<CiRow> = crate::store::row_by_id(conn, CI_COLUMNS, "cis", id, "").await?;
     row.map(Ci::try_from).transpose()
 }
 

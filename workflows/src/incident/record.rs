@@ -3,7 +3,7 @@
 use super::{Level, Priority};
 use crate::clock::from_millis;
 use crate::error::{StoreError, StoreResult};
-use crate::store::{Db, WriteTx};
+use crate::store::{row_by_id, Db, WriteTx};
 use serde::Serialize;
 use sqlx::{AnyConnection, FromRow};
 use time::OffsetDateTime;
@@ -169,25 +169,13 @@ impl IncidentRow {
 }
 
 pub(super) async fn fetch_row(conn: &mut AnyConnection, id: &str) -> StoreResult<IncidentRow> {
-    if id.contains('\0') {
-        return Err(StoreError::not_found("incident", id));
-    }
-    let row: Option<IncidentRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM incidents WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<IncidentRow> = row_by_id(conn, COLUMNS, "incidents", id, "").await?;
     row.ok_or_else(|| StoreError::not_found("incident", id))
 }
 
-/// An incident read for changing it: on PostgreSQL its row stays locked until the transaction ends, so
-/// the writers of one incident take turns (see [`Db::write_rows`]).
+/// An incident read for changing it (see [`WriteTx::row_for_update`] and [`Db::write_rows`]).
 pub(super) async fn fetch_row_locked(tx: &mut WriteTx<'_>, id: &str) -> StoreResult<IncidentRow> {
-    if id.contains('\0') {
-        return Err(StoreError::not_found("incident", id));
-    }
-    let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1{}", tx.for_update());
-    let row: Option<IncidentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.conn()).await?;
-    tx.stamp_now();
+    let row: Option<IncidentRow> = tx.row_for_update(COLUMNS, "incidents", id).await?;
     row.ok_or_else(|| StoreError::not_found("incident", id))
 }
 

@@ -66,6 +66,21 @@ impl Deferred {
         Deferred { head: head.into(), shape: Shape::Insert { rows, tail: tail.to_owned() }, params }
     }
 
+    /// `head` (`INSERT INTO t (columns)`) of `rows`: each row's own values, then the `shared` values every
+    /// row ends with, bound once.
+    pub(crate) fn insert_rows(head: &str, shared: Vec<Param>, rows: impl IntoIterator<Item = Vec<Param>>) -> Self {
+        let tail: String = (1..=shared.len()).map(|n| format!(", ${n}")).collect();
+        let mut params = shared;
+        let mut values = Vec::new();
+        for row in rows {
+            let first = params.len() + 1;
+            let own: Vec<String> = (first..first + row.len()).map(|n| format!("${n}")).collect();
+            values.push(format!("({}{tail})", own.join(", ")));
+            params.extend(row);
+        }
+        Deferred::insert(head, values.join(", "), "", params)
+    }
+
     /// An `UPDATE … WHERE …` (no `RETURNING`): it can be a condition, or depend on one.
     pub(crate) fn update(sql: impl Into<String>, params: Vec<Param>) -> Self {
         Deferred { head: sql.into(), shape: Shape::Update, params }
@@ -241,6 +256,19 @@ mod tests {
              INSERT INTO w (v) VALUES ($4)"
         );
         assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn rows_bind_their_own_values_and_end_with_the_shared_ones() {
+        let insert = Deferred::insert_rows(
+            "INSERT INTO t (a, b, s)",
+            vec!["s".into()],
+            [vec![1.into(), 2.into()], vec![3.into(), 4.into()]],
+        );
+        assert_eq!(insert.sql(), "INSERT INTO t (a, b, s) VALUES ($2, $3, $1), ($4, $5, $1)");
+        assert_eq!(insert.params.len(), 5);
+        let plain = Deferred::insert_rows("INSERT INTO t (a)", vec![], [vec![1.into()], vec![2.into()]]);
+        assert_eq!(plain.sql(), "INSERT INTO t (a) VALUES ($1), ($2)");
     }
 
     #[test]

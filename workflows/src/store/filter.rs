@@ -144,21 +144,6 @@ fn like_pattern(needle: &str) -> String {
     pattern
 }
 
-/// Binds one row of `values` after what `args` already holds and returns its placeholders, `($a, $b, …)`,
-/// joined to `shared` (placeholders already bound, repeated in every row): one row of a multi-row `VALUES`.
-pub fn bind_row<I, S>(args: &mut AnyArguments<'static>, values: I, shared: &str) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let own = bind_list(args, values);
-    if shared.is_empty() {
-        format!("({own})")
-    } else {
-        format!("({own}, {shared})")
-    }
-}
-
 /// Rows per multi-row `INSERT`, well under either engine's limit on bound values.
 pub const ROWS_PER_INSERT: usize = 500;
 

@@ -10,7 +10,7 @@ mod migrations;
 mod tx;
 
 pub(crate) use deferred::{Deferred, Param};
-pub use filter::{bind_list, bind_row, Filter, ROWS_PER_INSERT};
+pub use filter::{bind_list, Filter, ROWS_PER_INSERT};
 pub(crate) use memo::Memo;
 pub use migrations::{migrations_for, Engine};
 pub use tx::{AuditContext, WriteTx};
@@ -228,6 +228,30 @@ impl Db {
         Ok((self.pool.begin().await?, serial))
     }
 }
+
+/// The row of `table` whose id is `id`, its `columns`, with `suffix` appended to the query (`FOR UPDATE`).
+/// An id holding NUL matches nothing: no id holds one, and PostgreSQL refuses to compare one (aborting
+/// the caller's transaction).
+pub(crate) async fn row_by_id<R>(
+    conn: &mut sqlx::AnyConnection,
+    columns: &str,
+    table: &str,
+    id: &str,
+    suffix: &str,
+) -> StoreResult<Option<R>>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {columns} FROM {table} WHERE id = $1{suffix}");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// How many times an optimistic writer ([`Db::write_optimistic`]) decides again when its record moved under
+/// it, before it gives up with a 409.
+pub(crate) const OPTIMISTIC_ATTEMPTS: usize = 8;
 
 /// What a write transaction keeps other writers away from.
 #[derive(Clone, Copy)]

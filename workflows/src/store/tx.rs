@@ -118,6 +118,18 @@ impl<'c> WriteTx<'c> {
         }
     }
 
+    /// A row read for changing it ([`super::row_by_id`]): in a PostgreSQL transaction it stays locked until
+    /// the end, so the writers of one record take turns; the clock is read again once it is held.
+    pub(crate) async fn row_for_update<R>(&mut self, columns: &str, table: &str, id: &str) -> StoreResult<Option<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let suffix = self.for_update();
+        let row = super::row_by_id(self.conn(), columns, table, id, suffix).await?;
+        self.stamp_now();
+        Ok(row)
+    }
+
     /// True for an optimistic writer: reads are not locked, and every write must be deferred.
     pub(crate) fn is_optimistic(&self) -> bool {
         matches!(self.tx, Held::Plain(_))
@@ -197,6 +209,12 @@ impl<'c> WriteTx<'c> {
     /// nothing later in the transaction reads, each on rows no other deferred write touches.
     pub(crate) fn defer(&mut self, write: Deferred) {
         self.deferred.push(write);
+    }
+
+    /// Runs a write now, for one whose effect the transaction reads back before it commits.
+    pub(crate) async fn run_now(&mut self, write: Deferred) -> StoreResult<()> {
+        let engine = self.db.engine();
+        deferred::flush(self.conn(), engine, vec![write]).await
     }
 
     /// Commits; an optimistic writer whose record changed since it was read commits nothing and says so
