@@ -6,9 +6,10 @@ use crate::clock::to_millis;
 use crate::error::{StoreError, StoreResult};
 use crate::notify::{self, NotificationKind};
 use crate::store::bind_list;
-use crate::store::{Deferred, WriteTx};
+use crate::store::{Db, Deferred, Members, WriteTx};
 use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, Arguments};
+use sqlx::AnyConnection;
+use std::sync::Arc;
 
 use super::policies::*;
 
@@ -83,7 +84,8 @@ pub(crate) async fn open_round(tx: &mut WriteTx<'_>, change: &Change) -> StoreRe
 
 /// Tells the approvers of the stage now open that the change waits for them.
 pub(super) async fn request_votes(tx: &mut WriteTx<'_>, change: &Change, groups: &[String]) -> StoreResult<()> {
-    let approvers: Vec<String> = eligible(tx.conn(), groups, change).await?.into_iter().map(|(id, _)| id).collect();
+    let approvers: Vec<String> =
+        eligible(&tx.db().clone(), tx.conn(), groups, change).await?.into_iter().map(|(id, _)| id).collect();
     let subject = format!(
         "Approval requested: {} {} (risk {} {:?})",
         change.reference, change.title, change.risk.score, change.risk.level
@@ -100,27 +102,43 @@ pub(crate) async fn complete_in(conn: &mut AnyConnection, change: &Change) -> St
     })
 }
 
-/// Enabled members of the named groups, except `requester`: (id, username).
+/// Enabled members of the named groups except the change's requester and reviser: (id, username), in byte
+/// order of username.
 pub(super) async fn eligible(
+    db: &Db,
     conn: &mut AnyConnection,
     groups: &[String],
     change: &Change,
 ) -> StoreResult<Vec<(String, String)>> {
-    if groups.is_empty() {
-        return Ok(Vec::new());
+    let members = members_of(db, conn, groups).await?;
+    Ok(members.iter().filter(|(id, _)| *id != change.requester_id && *id != change.revised_by_id).cloned().collect())
+}
+
+/// Enabled members of the named groups, kept in memory like the policies (membership and accounts are
+/// written by writers of everything, which clear it).
+async fn members_of(db: &Db, conn: &mut AnyConnection, groups: &[String]) -> StoreResult<Members> {
+    let mut key = groups.to_vec();
+    key.sort_unstable();
+    key.dedup();
+    if let Some(kept) = db.members.get(&key) {
+        return Ok(kept);
     }
-    let mut args = AnyArguments::default();
-    let _ = args.add(change.requester_id.clone());
-    let _ = args.add(change.revised_by_id.clone());
-    let list = bind_list(&mut args, groups.iter().cloned());
-    let sql = format!(
-        "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
-         JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND u.id <> $1 AND u.id <> $2 \
-         AND g.name IN ({list})"
-    );
-    let mut members: Vec<(String, String)> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
+    let ticket = db.members.ticket();
+    let mut members: Vec<(String, String)> = if key.is_empty() {
+        Vec::new()
+    } else {
+        let mut args = AnyArguments::default();
+        let list = bind_list(&mut args, key.iter().cloned());
+        let sql = format!(
+            "SELECT DISTINCT u.id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
+             JOIN user_groups g ON g.id = m.group_id WHERE u.disabled = 0 AND g.name IN ({list})"
+        );
+        sqlx::query_as_with(&sql, args).fetch_all(conn).await?
+    };
     // Byte order, not the database's collation: whom a delegate counts for must not differ by engine.
     members.sort_by(|a, b| a.1.as_bytes().cmp(b.1.as_bytes()));
+    let members = Arc::new(members);
+    db.members.insert(ticket, key, members.clone());
     Ok(members)
 }
 

@@ -113,11 +113,12 @@ pub async fn approval_status(db: &Db, change_id: &str) -> StoreResult<ApprovalSt
     let change = change::fetch_in(&mut conn, change_id).await?;
     let round = round_of(&mut conn, &change).await?;
     let votes = votes_of(&mut conn, &change).await?;
-    status_in(&mut conn, &change, round, votes, None).await
+    status_in(db, &mut conn, &change, round, votes, None).await
 }
 
 /// The approval status of the change's current revision under `round`, its open round if any.
 pub(super) async fn status_in(
+    db: &Db,
     conn: &mut AnyConnection,
     change: &Change,
     round: Option<Round>,
@@ -145,7 +146,7 @@ pub(super) async fn status_in(
             Some((stage, members)) if stage == i && i == round.stage => {
                 members.iter().map(|(_, u)| u.clone()).collect()
             }
-            _ => eligible(conn, &groups, change).await?.into_iter().map(|(_, u)| u).collect(),
+            _ => eligible(db, conn, &groups, change).await?.into_iter().map(|(_, u)| u).collect(),
         };
         let approvals = votes.iter().filter(|v| v.stage == i as i64 && v.decision == "approve").count() as u32;
         let status = match i.cmp(&round.stage) {
@@ -253,7 +254,7 @@ async fn vote_in(
     let Some(stage_def) = round.policy.stages.get(stage).cloned() else {
         return Err(StoreError::Conflict(format!("{} is already approved", change.reference)));
     };
-    let approvers = eligible(tx.conn(), &stage_groups(&round), &change).await?;
+    let approvers = eligible(&tx.db().clone(), tx.conn(), &stage_groups(&round), &change).await?;
     let mut votes = stored_votes_of(tx.conn(), &change).await?;
     let has_voted = |id: &str| votes.iter().any(|v| v.vote.stage == stage as i64 && v.counted_as_id == id);
     let counted_as = if let Some(me) = approvers.iter().find(|(id, _)| *id == voter.user_id) {
@@ -345,14 +346,15 @@ async fn vote_in(
             let event =
                 ChangeEvent { event: "reject".into(), comment: Some(comment.as_str().to_owned()), review: None };
             change::fire_on(tx, change.clone(), &Actor::System, event, None).await?;
-            status_in(tx.conn(), &change, Some(round), votes, None).await
+            status_in(&tx.db().clone(), tx.conn(), &change, Some(round), votes, None).await
         }
         Decision::Approve if stage_def.rule.met(approvals, approvers.len() as u32) => {
             let round = advance(tx, &change, round).await?;
-            status_in(tx.conn(), &change, Some(round), votes, None).await
+            status_in(&tx.db().clone(), tx.conn(), &change, Some(round), votes, None).await
         }
         Decision::Approve => {
-            status_in(tx.conn(), &change, Some(round), votes, Some((stage, approvers.as_slice()))).await
+            status_in(&tx.db().clone(), tx.conn(), &change, Some(round), votes, Some((stage, approvers.as_slice())))
+                .await
         }
     }
 }

@@ -7,15 +7,34 @@ use crate::clock::to_millis;
 use crate::cmdb::{fetch_ci, CiKind};
 use crate::error::StoreResult;
 use crate::store::bind_list;
-use crate::store::Db;
+use crate::store::{Db, Deferred, Param, ROWS_PER_INSERT};
 use serde::Serialize;
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// States in which a change's window is booked.
+/// States in which a change's window is booked. Must match the states migration 0015 copied.
 const LIVE: &[&str] =
     &["submitted", "assessed", "awaiting_approval", "approved", "scheduled", "implementing", "verifying"];
+
+/// Whether a change in `state` books its window (and its CIs are in `live_change_cis`).
+pub(crate) fn is_live(state: &str) -> bool {
+    LIVE.contains(&state)
+}
+
+/// The writes that book (`live`) or free the CIs of change `id` in `live_change_cis`.
+pub(crate) fn booking(id: &str, ci_ids: &[String], live: bool) -> Vec<Deferred> {
+    if !live {
+        return vec![Deferred::update("DELETE FROM live_change_cis WHERE change_id = $1", vec![id.into()])];
+    }
+    ci_ids
+        .chunks(ROWS_PER_INSERT)
+        .map(|chunk| {
+            let rows = chunk.iter().map(|ci| vec![Param::from(ci.as_str())]);
+            Deferred::insert_rows("INSERT INTO live_change_cis (ci_id, change_id)", vec![id.into()], rows)
+        })
+        .collect()
+}
 
 /// Another change in the way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -70,9 +89,9 @@ pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> S
     let states = bind_list(&mut args, LIVE.iter().copied());
     let cis = bind_list(&mut args, mine.iter().cloned());
     let sql = format!(
-        "SELECT DISTINCT c.id, c.number FROM changes c JOIN change_cis cc ON cc.change_id = c.id \
-         WHERE c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 AND c.state IN ({states}) \
-         AND cc.ci_id IN ({cis}) ORDER BY c.number"
+        "SELECT DISTINCT c.id, c.number FROM live_change_cis cc JOIN changes c ON c.id = cc.change_id \
+         WHERE cc.ci_id IN ({cis}) AND c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 \
+         AND c.state IN ({states}) ORDER BY c.number"
     );
     let candidates: Vec<(String, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
     let mut conflicts = Vec::new();

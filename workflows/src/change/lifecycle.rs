@@ -194,6 +194,12 @@ fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) 
     let sql = "UPDATE changes SET state = $1, review = COALESCE($2, review), updated_at = $3, version = version + 1";
     let update = as_read(tx, before, sql, params);
     tx.condition(update);
+    let live = super::conflicts::is_live(to);
+    if live != super::conflicts::is_live(&before.state) {
+        for write in super::conflicts::booking(&before.id, &before.ci_ids, live) {
+            tx.defer(write);
+        }
+    }
 }
 
 /// Marks the change as changed (its `updated_at`) by a write that leaves its state alone (a vote, a

@@ -153,17 +153,7 @@ async fn assess(
         recent += r;
     }
     let signature = operation_signature(&spec.operations);
-    // The last hundred finished changes with the same operations: recent enough to matter, bounded in cost.
-    let finished: Vec<(String,)> = sqlx::query_as(
-        "SELECT state FROM changes WHERE kind = $1 AND signature = $2 \
-         AND state IN ('completed', 'failed', 'rolled_back', 'closed') ORDER BY number DESC LIMIT 100",
-    )
-    .bind(spec.kind.as_str())
-    .bind(&signature)
-    .fetch_all(&mut *conn)
-    .await?;
-    let failed = finished.iter().filter(|(s,)| s == "failed" || s == "rolled_back").count() as i64;
-    let history = (failed, finished.len() as i64);
+    let history = history_of(conn, db, spec.kind, signature).await?;
     Ok(risk::score(&RiskInputs {
         kind: Some(spec.kind),
         operation_kinds: spec.operations.iter().map(Operation::kind).collect(),
@@ -174,6 +164,29 @@ async fn assess(
         recent_incidents: recent,
         history,
     }))
+}
+
+/// (failed, finished) among the last hundred finished changes of this kind with these operations: recent
+/// enough to matter, bounded in cost. A statistic, so it is read at most every few seconds (see
+/// [`crate::store::HISTORY_TTL`]) rather than on every request.
+async fn history_of(conn: &mut AnyConnection, db: &Db, kind: ChangeKind, signature: String) -> StoreResult<(i64, i64)> {
+    let key = (kind.as_str().to_owned(), signature);
+    if let Some(kept) = db.histories.get(&key) {
+        return Ok(kept);
+    }
+    let ticket = db.histories.ticket();
+    let finished: Vec<(String,)> = sqlx::query_as(
+        "SELECT state FROM changes WHERE kind = $1 AND signature = $2 \
+         AND state IN ('completed', 'failed', 'rolled_back', 'closed') ORDER BY number DESC LIMIT 100",
+    )
+    .bind(&key.0)
+    .bind(&key.1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let failed = finished.iter().filter(|(s,)| s == "failed" || s == "rolled_back").count() as i64;
+    let history = (failed, finished.len() as i64);
+    db.histories.insert(ticket, key, history);
+    Ok(history)
 }
 
 /// The operations' kinds, sorted: changes with the same signature share a failure history.
@@ -194,11 +207,17 @@ fn cis_inserts(id: &str, ci_ids: &[String]) -> Vec<Deferred> {
         .collect()
 }
 
-/// Replaces an edited change's CIs at once: the edit reads the change back before it commits.
-async fn replace_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String]) -> StoreResult<()> {
+/// Replaces an edited change's CIs, and their booking if it is now in `state`, at once: the edit reads the
+/// change back before it commits.
+async fn replace_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String], state: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(tx.conn()).await?;
-    for insert in cis_inserts(id, ci_ids) {
-        tx.run_now(insert).await?;
+    let mut writes = cis_inserts(id, ci_ids);
+    writes.extend(super::conflicts::booking(id, ci_ids, false));
+    if super::conflicts::is_live(state) {
+        writes.extend(super::conflicts::booking(id, ci_ids, true));
+    }
+    for write in writes {
+        tx.run_now(write).await?;
     }
     Ok(())
 }
@@ -252,6 +271,11 @@ pub async fn create_change(
     ));
     for insert in cis_inserts(&id, &worked.ci_ids) {
         tx.defer(insert);
+    }
+    if super::conflicts::is_live(&def.definition.initial) {
+        for insert in super::conflicts::booking(&id, &worked.ci_ids, true) {
+            tx.defer(insert);
+        }
     }
     // What the insert stores, as a read would give it back (instants to the millisecond).
     let change = Change {
@@ -342,7 +366,7 @@ pub async fn update_change(
     .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
-    replace_cis(&mut tx, id, &worked.ci_ids).await?;
+    replace_cis(&mut tx, id, &worked.ci_ids, &state).await?;
     let after = fetch(tx.conn(), id).await?;
     if after.state == "scheduled" {
         // A process with no way back to approval (standard changes) keeps the change scheduled: the edited

@@ -81,7 +81,7 @@ impl Deferred {
         Deferred::insert(head, values.join(", "), "", params)
     }
 
-    /// An `UPDATE … WHERE …` (no `RETURNING`): it can be a condition, or depend on one.
+    /// An `UPDATE … WHERE …` or `DELETE … WHERE …` (no `RETURNING`): it can be a condition, or depend on one.
     pub(crate) fn update(sql: impl Into<String>, params: Vec<Param>) -> Self {
         Deferred { head: sql.into(), shape: Shape::Update, params }
     }

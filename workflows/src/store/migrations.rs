@@ -45,6 +45,8 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (11, "numbering", include_str!("../../migrations/sqlite/0011_numbering.sql")),
     (12, "audit_compression", include_str!("../../migrations/sqlite/0012_audit_compression.sql")),
     (13, "change_versions", include_str!("../../migrations/sqlite/0013_change_versions.sql")),
+    (14, "change_state_unindexed", include_str!("../../migrations/sqlite/0014_change_state_unindexed.sql")),
+    (15, "live_change_cis", include_str!("../../migrations/sqlite/0015_live_change_cis.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -60,6 +62,8 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (11, "numbering", include_str!("../../migrations/postgres/0011_numbering.sql")),
     (12, "audit_compression", include_str!("../../migrations/postgres/0012_audit_compression.sql")),
     (13, "change_versions", include_str!("../../migrations/postgres/0013_change_versions.sql")),
+    (14, "change_state_unindexed", include_str!("../../migrations/postgres/0014_change_state_unindexed.sql")),
+    (15, "live_change_cis", include_str!("../../migrations/postgres/0015_live_change_cis.sql")),
 ];
 
 /// The migrator for `engine`.

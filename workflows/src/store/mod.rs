@@ -34,6 +34,12 @@ const SQLITE_PRAGMAS: &[&str] =
 /// through another server process (a token revoked, a role taken away) show within this time.
 const PRINCIPAL_TTL: Duration = Duration::from_secs(2);
 
+/// How long a template's failure history, one of the risk score's inputs, is taken from memory.
+pub(crate) const HISTORY_TTL: Duration = Duration::from_secs(2);
+
+/// Users (id, username) in byte order of username.
+pub(crate) type Members = Arc<Vec<(String, String)>>;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -52,6 +58,10 @@ pub struct Db {
     pub(crate) latest_definitions: Arc<Memo<String, Arc<crate::process::StoredDefinition>>>,
     /// The approval policies, for new rounds; cleared like `principals`.
     pub(crate) policies: Arc<Memo<(), Arc<Vec<crate::approval::ApprovalPolicy>>>>,
+    /// Enabled members (id, username) of each set of groups, for approval stages; cleared like `principals`.
+    pub(crate) members: Arc<Memo<Vec<String>, Members>>,
+    /// (failed, finished) of recent changes by (kind, operation signature), for risk scores.
+    pub(crate) histories: Arc<Memo<(String, String), (i64, i64)>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -99,6 +109,8 @@ impl Db {
             definitions: Arc::new(Memo::new(Duration::MAX, 256)),
             latest_definitions: Arc::new(Memo::new(PRINCIPAL_TTL, 64)),
             policies: Arc::new(Memo::new(PRINCIPAL_TTL, 1)),
+            members: Arc::new(Memo::new(PRINCIPAL_TTL, 1_000)),
+            histories: Arc::new(Memo::new(HISTORY_TTL, 1_000)),
         })
     }
 
@@ -115,6 +127,7 @@ impl Db {
         self.principals.clear();
         self.latest_definitions.clear();
         self.policies.clear();
+        self.members.clear();
     }
 
     /// The pool, for reads.

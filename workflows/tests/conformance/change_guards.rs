@@ -180,3 +180,34 @@ async fn an_edit_that_moves_a_scheduled_standard_change_into_a_conflict_is_refus
     assert_conflict(change::update_change(&db, &ctx_of(&s.manager), &standard.id, moved, None).await);
     assert_eq!(change::get_change(&db, &standard.id).await.unwrap().revision, 1, "the refused edit changed nothing");
 }
+
+#[tokio::test]
+async fn an_edit_moves_a_live_change_s_booking_to_its_new_cis_and_a_completed_change_frees_it() {
+    let (db, f) = seeded().await;
+    let s = staff(&db).await;
+    let peer = approver(&db, "petra", "change-approvers").await;
+    let elsewhere = host_of(&db, &f, "hv-other", "low", 8, 16_384).await;
+    let c = request(&db, &s.requester, plan(ChangeKind::Normal, "stop", vec![stop(&f.vm.id)], hours(1, 3))).await;
+    // Manual work (no operations for the control plane), so the operator reports its outcome.
+    let manual = |title: &str, ci: &str| {
+        let mut spec = plan(ChangeKind::Normal, title, vec![], hours(0, 2));
+        spec.ci_ids = vec![ci.to_owned()];
+        spec
+    };
+    let on_vm = manual("patch the VM", &f.vm.id);
+    let busy = to_approval(&db, &s, on_vm.clone()).await;
+    let count = || async { change::conflicts_of(&db, &c.id).await.unwrap().len() };
+    assert_eq!(count().await, 1);
+
+    let moved = manual("patch the other host", &elsewhere.id);
+    change::update_change(&db, &ctx_of(&s.requester), &busy.id, moved, None).await.unwrap();
+    assert_eq!(count().await, 0, "the edited change works elsewhere now");
+    change::update_change(&db, &ctx_of(&s.requester), &busy.id, on_vm, None).await.unwrap();
+    assert_eq!(count().await, 1, "and back on the VM");
+
+    approve(&db, &busy.id, &peer).await.unwrap();
+    walk(&db, &busy.id, &s.manager, &["schedule"]).await;
+    let done = walk(&db, &busy.id, &s.operator, &["start", "report_done"]).await;
+    assert_eq!(done.state, "completed");
+    assert_eq!(count().await, 0, "a completed change books no window");
+}

@@ -28,6 +28,9 @@ const EXECUTION: [&str; 4] = ["verify", "complete", "roll_back", "fail"];
 /// States a normal or emergency change reaches only through a complete round of approval.
 const PAST_APPROVAL: [&str; 8] =
     ["approved", "scheduled", "implementing", "verifying", "completed", "rolled_back", "failed", "closed"];
+/// States in which a change books its window: its CIs are what conflict checks see.
+const BOOKING: [&str; 7] =
+    ["submitted", "assessed", "awaiting_approval", "approved", "scheduled", "implementing", "verifying"];
 const COMMENTS: [Option<&str>; 4] = [Some("checked with the service owner"), None, Some(""), Some("  ")];
 const TITLES: [&str; 2] = ["random walk", "random walk, revised"];
 const REVIEWS: [Option<&str>; 3] = [Some("went as planned"), None, Some(" ")];
@@ -122,6 +125,17 @@ impl Walk {
             Some(n) => assert_eq!(count, s.count + n, "{at}: the audit records of {}", c.reference),
             None => assert!(count >= s.count, "{at}: audit records of {} vanished", c.reference),
         }
+        let booked: Vec<(String,)> = sqlx::query_as("SELECT ci_id FROM live_change_cis WHERE change_id = $1")
+            .bind(&s.id)
+            .fetch_all(self.db.pool())
+            .await
+            .unwrap();
+        let mut booked: Vec<String> = booked.into_iter().map(|(ci,)| ci).collect();
+        booked.sort();
+        let mut cis = c.ci_ids.clone();
+        cis.sort();
+        let live = BOOKING.contains(&c.state.as_str());
+        assert_eq!(booked, if live { cis } else { Vec::new() }, "{at}: the CIs {} ({}) books", c.reference, c.state);
         if c.kind != ChangeKind::Standard {
             let status = approval::approval_status(&self.db, &s.id).await.unwrap();
             if PAST_APPROVAL.contains(&c.state.as_str()) {
