@@ -22,16 +22,29 @@ pub(crate) fn is_live(state: &str) -> bool {
     LIVE.contains(&state)
 }
 
-/// The writes that book (`live`) or free the CIs of change `id` in `live_change_cis`.
-pub(crate) fn booking(id: &str, ci_ids: &[String], live: bool) -> Vec<Deferred> {
+/// The writes that book (`live`) or free the change's CIs, for its window, in `live_change_cis`.
+pub(crate) fn booking(change: &Change, live: bool) -> Vec<Deferred> {
     if !live {
-        return vec![Deferred::update("DELETE FROM live_change_cis WHERE change_id = $1", vec![id.into()])];
+        return vec![Deferred::update(
+            "DELETE FROM live_change_cis WHERE change_id = $1",
+            vec![change.id.as_str().into()],
+        )];
     }
-    ci_ids
+    let shared = || {
+        vec![
+            change.id.as_str().into(),
+            change.number.into(),
+            to_millis(change.window_start).into(),
+            to_millis(change.window_end).into(),
+        ]
+    };
+    change
+        .ci_ids
         .chunks(ROWS_PER_INSERT)
         .map(|chunk| {
             let rows = chunk.iter().map(|ci| vec![Param::from(ci.as_str())]);
-            Deferred::insert_rows("INSERT INTO live_change_cis (ci_id, change_id)", vec![id.into()], rows)
+            let head = "INSERT INTO live_change_cis (ci_id, change_id, number, window_start, window_end)";
+            Deferred::insert_rows(head, shared(), rows)
         })
         .collect()
 }
@@ -86,12 +99,10 @@ pub(crate) async fn conflicts_in(conn: &mut AnyConnection, change: &Change) -> S
     let _ = args.add(change.id.clone());
     let _ = args.add(to_millis(change.window_end));
     let _ = args.add(to_millis(change.window_start));
-    let states = bind_list(&mut args, LIVE.iter().copied());
     let cis = bind_list(&mut args, mine.iter().cloned());
     let sql = format!(
-        "SELECT DISTINCT c.id, c.number FROM live_change_cis cc JOIN changes c ON c.id = cc.change_id \
-         WHERE cc.ci_id IN ({cis}) AND c.id <> $1 AND c.window_start < $2 AND c.window_end > $3 \
-         AND c.state IN ({states}) ORDER BY c.number"
+        "SELECT DISTINCT change_id, number FROM live_change_cis \
+         WHERE ci_id IN ({cis}) AND change_id <> $1 AND window_start < $2 AND window_end > $3 ORDER BY number"
     );
     let candidates: Vec<(String, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
     let mut conflicts = Vec::new();

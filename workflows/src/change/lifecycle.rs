@@ -196,7 +196,7 @@ fn apply(tx: &mut WriteTx<'_>, before: &Change, to: &str, review: Option<&str>) 
     tx.condition(update);
     let live = super::conflicts::is_live(to);
     if live != super::conflicts::is_live(&before.state) {
-        for write in super::conflicts::booking(&before.id, &before.ci_ids, live) {
+        for write in super::conflicts::booking(before, live) {
             tx.defer(write);
         }
     }

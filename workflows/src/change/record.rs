@@ -49,6 +49,10 @@ pub struct Change {
     #[serde(skip)]
     #[schema(ignore)]
     pub(crate) version: i64,
+    /// What `reference` is made of; orders changes by when they were requested.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub(crate) number: i64,
 }
 
 /// A change manager's decision to schedule despite conflicts, for one revision.
@@ -134,6 +138,7 @@ impl ChangeRow {
             updated_at: from_millis(self.updated_at),
             ci_ids,
             version: self.version,
+            number: self.number,
             id: self.id,
             title: self.title,
             description: self.description,

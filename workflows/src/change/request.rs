@@ -207,17 +207,11 @@ fn cis_inserts(id: &str, ci_ids: &[String]) -> Vec<Deferred> {
         .collect()
 }
 
-/// Replaces an edited change's CIs, and their booking if it is now in `state`, at once: the edit reads the
-/// change back before it commits.
-async fn replace_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String], state: &str) -> StoreResult<()> {
+/// Replaces an edited change's CIs at once: the edit reads the change back before it commits.
+async fn replace_cis(tx: &mut WriteTx<'_>, id: &str, ci_ids: &[String]) -> StoreResult<()> {
     sqlx::query("DELETE FROM change_cis WHERE change_id = $1").bind(id).execute(tx.conn()).await?;
-    let mut writes = cis_inserts(id, ci_ids);
-    writes.extend(super::conflicts::booking(id, ci_ids, false));
-    if super::conflicts::is_live(state) {
-        writes.extend(super::conflicts::booking(id, ci_ids, true));
-    }
-    for write in writes {
-        tx.run_now(write).await?;
+    for insert in cis_inserts(id, ci_ids) {
+        tx.run_now(insert).await?;
     }
     Ok(())
 }
@@ -272,11 +266,6 @@ pub async fn create_change(
     for insert in cis_inserts(&id, &worked.ci_ids) {
         tx.defer(insert);
     }
-    if super::conflicts::is_live(&def.definition.initial) {
-        for insert in super::conflicts::booking(&id, &worked.ci_ids, true) {
-            tx.defer(insert);
-        }
-    }
     // What the insert stores, as a read would give it back (instants to the millisecond).
     let change = Change {
         reference: reference(number),
@@ -301,8 +290,14 @@ pub async fn create_change(
         created_at: from_millis(now),
         updated_at: from_millis(now),
         version: 0,
+        number,
         id: id.clone(),
     };
+    if super::conflicts::is_live(&change.state) {
+        for insert in super::conflicts::booking(&change, true) {
+            tx.defer(insert);
+        }
+    }
     tx.audit("change.create", "change", &id, None::<&Change>, Some(&change)).await?;
     tx.commit().await?;
     Ok(change)
@@ -366,8 +361,16 @@ pub async fn update_change(
     .bind(ctx.actor_id.clone())
     .execute(tx.conn())
     .await?;
-    replace_cis(&mut tx, id, &worked.ci_ids, &state).await?;
+    replace_cis(&mut tx, id, &worked.ci_ids).await?;
     let after = fetch(tx.conn(), id).await?;
+    // The booking follows the edited CIs and window (an edit may also have moved the state).
+    let mut rebooking = super::conflicts::booking(&after, false);
+    if super::conflicts::is_live(&after.state) {
+        rebooking.extend(super::conflicts::booking(&after, true));
+    }
+    for write in rebooking {
+        tx.run_now(write).await?;
+    }
     if after.state == "scheduled" {
         // A process with no way back to approval (standard changes) keeps the change scheduled: the edited
         // plan must pass the checks scheduling made.

@@ -125,17 +125,20 @@ impl Walk {
             Some(n) => assert_eq!(count, s.count + n, "{at}: the audit records of {}", c.reference),
             None => assert!(count >= s.count, "{at}: audit records of {} vanished", c.reference),
         }
-        let booked: Vec<(String,)> = sqlx::query_as("SELECT ci_id FROM live_change_cis WHERE change_id = $1")
-            .bind(&s.id)
-            .fetch_all(self.db.pool())
-            .await
-            .unwrap();
-        let mut booked: Vec<String> = booked.into_iter().map(|(ci,)| ci).collect();
+        let booked: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT ci_id, window_start, window_end FROM live_change_cis WHERE change_id = $1")
+                .bind(&s.id)
+                .fetch_all(self.db.pool())
+                .await
+                .unwrap();
+        let mut booked = booked;
         booked.sort();
-        let mut cis = c.ci_ids.clone();
+        let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut cis: Vec<(String, i64, i64)> =
+            c.ci_ids.iter().map(|ci| (ci.clone(), ms(c.window_start), ms(c.window_end))).collect();
         cis.sort();
         let live = BOOKING.contains(&c.state.as_str());
-        assert_eq!(booked, if live { cis } else { Vec::new() }, "{at}: the CIs {} ({}) books", c.reference, c.state);
+        assert_eq!(booked, if live { cis } else { Vec::new() }, "{at}: what {} ({}) books", c.reference, c.state);
         if c.kind != ChangeKind::Standard {
             let status = approval::approval_status(&self.db, &s.id).await.unwrap();
             if PAST_APPROVAL.contains(&c.state.as_str()) {
