@@ -4,6 +4,8 @@
 //! A record is written in its mutation's transaction, numbered (`seq`) but not yet chained, so that
 //! writers never queue on the chain. The sealer ([`seal`]) chains committed records in `seq` order
 //! moments later, each at the next position with the hash of the one before; `verify` seals first.
+//! A record's content (`audit_log`) is written once; its place in the chain is a row of `audit_chain`,
+//! queued unsealed by a trigger as the record is written and filled in by the sealer.
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::StoreResult;
@@ -92,8 +94,15 @@ impl AuditRow {
     }
 }
 
+/// A record's columns in the `audit_records` view: its content (`audit_log`) and its place in the chain
+/// (`audit_chain`).
 const COLUMNS: &str = "seq, chain_pos, at, actor, actor_id, on_behalf_of, request_id, action, entity_type, \
                        entity_id, before_json, after_json, prev_hash, hash";
+
+/// The same columns read from the chain joined to the records it holds (`c` and `a`).
+const CHAINED: &str = "a.seq, c.chain_pos, a.at, a.actor, a.actor_id, a.on_behalf_of, a.request_id, a.action, \
+                       a.entity_type, a.entity_id, a.before_json, a.after_json, c.prev_hash, c.hash \
+                       FROM audit_chain c JOIN audit_log a ON a.seq = c.seq";
 
 /// The values of one record, in the order of [`insert_rows`]'s columns.
 pub(crate) fn row(ctx: &AuditContext, at: OffsetDateTime, entry: AuditEntry<'_>) -> Vec<Param> {
@@ -144,7 +153,7 @@ async fn seal_batch(db: &Db) -> StoreResult<usize> {
         sqlx::query_as("UPDATE audit_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash")
             .fetch_one(&mut *tx)
             .await?;
-    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT $1");
+    let sql = format!("SELECT {CHAINED} WHERE c.chain_pos IS NULL ORDER BY c.seq LIMIT $1");
     let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(SEAL_BATCH as i64).fetch_all(&mut *tx).await?;
     if rows.is_empty() {
         // Roll back now rather than on drop: a dropped transaction is rolled back by a task that a
@@ -163,8 +172,8 @@ async fn seal_batch(db: &Db) -> StoreResult<usize> {
         .collect::<Vec<_>>()
         .join(", ");
     let update = format!(
-        "UPDATE audit_log SET chain_pos = v.column2, prev_hash = v.column3, hash = v.column4 \
-         FROM (VALUES {values}) AS v WHERE audit_log.seq = v.column1"
+        "UPDATE audit_chain SET chain_pos = v.column2, prev_hash = v.column3, hash = v.column4 \
+         FROM (VALUES {values}) AS v WHERE audit_chain.seq = v.column1"
     );
     let mut q = sqlx::query(&update);
     for (seq, pos, prev_hash, hash) in &sealed {
@@ -257,7 +266,7 @@ async fn list_ordered(db: &Db, q: &AuditQuery, page: PageRequest, order: &str) -
     if let Some(v) = &q.request_id {
         f.text("request_id", "=", v);
     }
-    let rows: Page<AuditRow> = f.page(db.pool(), COLUMNS, "audit_log", order, page).await?;
+    let rows: Page<AuditRow> = f.page(db.pool(), COLUMNS, "audit_records", order, page).await?;
     Ok(rows.map(AuditRecord::from))
 }
 
@@ -290,7 +299,8 @@ pub async fn verify(db: &Db) -> StoreResult<VerifyReport> {
     let mut expected = 1_i64;
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut checked = 0_u64;
-    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE chain_pos >= $1 ORDER BY chain_pos LIMIT $2");
+    // Records deleted from the log drop out of the join and show as gaps in the positions.
+    let sql = format!("SELECT {CHAINED} WHERE c.chain_pos >= $1 ORDER BY c.chain_pos LIMIT $2");
     loop {
         let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(expected).bind(BATCH).fetch_all(db.pool()).await?;
         let done = (rows.len() as i64) < BATCH;

@@ -47,6 +47,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (13, "change_versions", include_str!("../../migrations/sqlite/0013_change_versions.sql")),
     (14, "change_state_unindexed", include_str!("../../migrations/sqlite/0014_change_state_unindexed.sql")),
     (15, "live_change_cis", include_str!("../../migrations/sqlite/0015_live_change_cis.sql")),
+    (16, "audit_chain", include_str!("../../migrations/sqlite/0016_audit_chain.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -64,6 +65,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (13, "change_versions", include_str!("../../migrations/postgres/0013_change_versions.sql")),
     (14, "change_state_unindexed", include_str!("../../migrations/postgres/0014_change_state_unindexed.sql")),
     (15, "live_change_cis", include_str!("../../migrations/postgres/0015_live_change_cis.sql")),
+    (16, "audit_chain", include_str!("../../migrations/postgres/0016_audit_chain.sql")),
 ];
 
 /// The migrator for `engine`.
