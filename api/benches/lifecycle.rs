@@ -18,6 +18,10 @@ use tollgate_workflows::{AuditContext, Clock, Db};
 
 const PASSWORD: &str = "benchmark-password";
 
+/// The allocator the server binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     clients: usize,
     seconds: u64,
