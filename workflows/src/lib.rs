@@ -16,6 +16,7 @@
 //! - [`change`] — changes: typed plans, rollback, risk, conflicts and their lifecycle.
 //! - [`freeze`] — freeze (blackout) windows and what they cover.
 //! - [`incident`] — incidents: priority matrix, SLA clocks and escalation, dedup, their process.
+//! - [`metrics`] — what host agents report: the line protocol.
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
 //! - [`error`] — domain and store errors.
@@ -30,6 +31,7 @@ pub mod cmdb;
 pub mod error;
 pub mod freeze;
 pub mod incident;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod store;
