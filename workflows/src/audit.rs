@@ -148,7 +148,7 @@ pub async fn seal(db: &Db) -> StoreResult<u64> {
 }
 
 async fn seal_batch(db: &Db) -> StoreResult<usize> {
-    let (mut tx, _serial) = db.begin_sealing().await?;
+    let (mut tx, _serial) = db.begin_unaudited().await?;
     let (mut pos, mut prev): (i64, String) =
         sqlx::query_as("UPDATE audit_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash")
             .fetch_one(&mut *tx)

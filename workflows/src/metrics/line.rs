@@ -516,6 +516,16 @@ impl Point<'_> {
     }
 }
 
+/// Appends a tag key, tag value or field key with what line protocol escapes in one escaped.
+pub fn push_escaped_key(out: &mut String, name: &str) {
+    for c in name.chars() {
+        if c.is_ascii() && Escapes::Key.escapes(c as u8) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 fn name_into(out: &mut String, name: &str, escapes: Escapes, what: &str) -> Result<(), WriteError> {
     if name.is_empty() {
         return Err(WriteError(format!("a {what} is empty")));

@@ -48,6 +48,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (14, "change_state_unindexed", include_str!("../../migrations/sqlite/0014_change_state_unindexed.sql")),
     (15, "live_change_cis", include_str!("../../migrations/sqlite/0015_live_change_cis.sql")),
     (16, "audit_chain", include_str!("../../migrations/sqlite/0016_audit_chain.sql")),
+    (17, "metrics", include_str!("../../migrations/sqlite/0017_metrics.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -66,6 +67,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (14, "change_state_unindexed", include_str!("../../migrations/postgres/0014_change_state_unindexed.sql")),
     (15, "live_change_cis", include_str!("../../migrations/postgres/0015_live_change_cis.sql")),
     (16, "audit_chain", include_str!("../../migrations/postgres/0016_audit_chain.sql")),
+    (17, "metrics", include_str!("../../migrations/postgres/0017_metrics.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -230,8 +230,9 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// A plain transaction for the sealer, queued with SQLite's writers.
-    pub(crate) async fn begin_sealing(
+    /// A plain transaction for writes that carry no audit record of their own (the sealer's, metric points),
+    /// queued with SQLite's writers.
+    pub(crate) async fn begin_unaudited(
         &self,
     ) -> StoreResult<(sqlx::Transaction<'static, sqlx::Any>, Option<tokio::sync::OwnedMutexGuard<()>>)> {
         let serial = match self.engine {

@@ -24,6 +24,7 @@
 //! - `audit_records` — the record every mutation leaves, and the one a failed mutation does not.
 //! - `audit_chain` — verifying the hash chain and detecting tampering, also under concurrent writers.
 //! - `writers` — which writers wait for which: records take turns, different records run side by side.
+//! - `metrics` — metric points: grouped commits, series and tags, steps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approval_timeouts;
@@ -41,6 +42,7 @@ mod freezes;
 mod groups;
 mod impact;
 mod incidents;
+mod metrics;
 mod processes;
 mod relations;
 mod search;

@@ -1,0 +1,501 @@
+//! The server's own store of metric points: what agents write, kept in its database.
+//!
+//! Writes are grouped: a request's points join the batch being gathered and the request is answered once
+//! that batch is committed, as one row of `metric_segments` holding every series' points of the batch, packed
+//! ([`super::block`]). So an accepted write is durable, and many writers share one commit. Each series
+//! (measurement, field, tags) is numbered once in `metric_series`. Numeric fields are kept as floats
+//! (integers, unsigned integers, and booleans as 1 or 0); string fields are not kept, and are counted.
+
+use super::block;
+use super::line::{push_escaped_key, FieldValue, Point};
+use crate::error::{StoreError, StoreResult};
+use crate::store::Db;
+use sqlx::any::AnyArguments;
+use sqlx::Arguments;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{watch, Notify};
+
+/// What identifies a series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub measurement: String,
+    pub field: String,
+    /// The tags sorted by key, `key=value` joined by commas, escaped as in line protocol.
+    pub tags: String,
+}
+
+/// What a write kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Field values stored.
+    pub values: u64,
+    /// String field values, which are not stored.
+    pub skipped: u64,
+}
+
+/// One series' points as a query returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub measurement: String,
+    pub field: String,
+    pub tags: Vec<(String, String)>,
+    /// (nanoseconds since the epoch, value), oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Which series a query reads: a measurement's field, and tags that must match exactly.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub measurement: String,
+    pub field: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Totals since the server started, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub values: u64,
+    pub skipped: u64,
+    pub batches: u64,
+}
+
+/// Handle to the point store; cheap to clone. Created once per server with [`MetricStore::start`].
+#[derive(Clone)]
+pub struct MetricStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    gathering: Mutex<Batch>,
+    wake: Notify,
+    ids: Mutex<HashMap<SeriesKey, i64>>,
+    values: AtomicU64,
+    skipped: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Points waiting for the next commit, and how their writers learn its outcome.
+struct Batch {
+    points: HashMap<SeriesKey, Vec<(i64, f64)>>,
+    done: watch::Sender<Option<Result<(), String>>>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch { points: HashMap::new(), done: watch::channel(None).0 }
+    }
+}
+
+/// Keys per statement when numbering new series (three values each).
+const KEYS_PER_STATEMENT: usize = 300;
+/// Buckets a query may return per series.
+pub const MAX_BUCKETS: i64 = 11_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single call: a panic elsewhere cannot leave them half-done.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl MetricStore {
+    /// Starts the store's committer on the current runtime.
+    pub fn start(db: Db) -> MetricStore {
+        let inner = Arc::new(Inner {
+            db,
+            gathering: Mutex::new(Batch::new()),
+            wake: Notify::new(),
+            ids: Mutex::new(HashMap::new()),
+            values: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        });
+        let committer = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                committer.wake.notified().await;
+                // Whatever gathered while the last batch committed goes in the next one.
+                loop {
+                    let batch = {
+                        let mut gathering = lock(&committer.gathering);
+                        if gathering.points.is_empty() {
+                            break;
+                        }
+                        std::mem::replace(&mut *gathering, Batch::new())
+                    };
+                    let outcome = committer.commit(batch.points).await;
+                    if let Err(e) = &outcome {
+                        tracing::error!(error = %e, "metric points could not be stored; their writers are told");
+                    }
+                    let _ = batch.done.send(Some(outcome.map_err(|e| e.to_string())));
+                }
+            }
+        });
+        MetricStore { inner }
+    }
+
+    /// Stores `points`, those without a timestamp at `now_ns`; returns once they are committed.
+    pub async fn write(&self, points: &[Point<'_>], now_ns: i64) -> StoreResult<WriteSummary> {
+        let mut summary = WriteSummary::default();
+        let mut rows: Vec<(SeriesKey, (i64, f64))> = Vec::new();
+        for p in points {
+            let tags = canonical_tags(&p.tags);
+            let at = p.timestamp.unwrap_or(now_ns);
+            for (i, (field, value)) in p.fields.iter().enumerate() {
+                if p.fields[i + 1..].iter().any(|(later, _)| later == field) {
+                    continue; // a field written twice in one line: the last one counts
+                }
+                let value = match value {
+                    FieldValue::Float(f) => *f,
+                    FieldValue::Int(n) => *n as f64,
+                    FieldValue::UInt(n) => *n as f64,
+                    FieldValue::Bool(b) => f64::from(u8::from(*b)),
+                    FieldValue::Str(_) => {
+                        summary.skipped += 1;
+                        continue;
+                    }
+                };
+                let key =
+                    SeriesKey { measurement: p.measurement.to_string(), field: field.to_string(), tags: tags.clone() };
+                rows.push((key, (at, value)));
+            }
+        }
+        summary.values = rows.len() as u64;
+        self.inner.skipped.fetch_add(summary.skipped, Ordering::Relaxed);
+        if rows.is_empty() {
+            return Ok(summary);
+        }
+        let mut done = {
+            let mut gathering = lock(&self.inner.gathering);
+            for (key, point) in rows {
+                gathering.points.entry(key).or_default().push(point);
+            }
+            gathering.done.subscribe()
+        };
+        self.inner.wake.notify_one();
+        let outcome = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| StoreError::Internal("the metric store stopped before storing the points".to_owned()))?
+            .clone();
+        match outcome {
+            Some(Ok(())) => {
+                self.inner.values.fetch_add(summary.values, Ordering::Relaxed);
+                Ok(summary)
+            }
+            Some(Err(e)) => Err(StoreError::Internal(format!("the points were not stored: {e}"))),
+            None => Err(StoreError::Internal("the points were not stored".to_owned())),
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            values: self.inner.values.load(Ordering::Relaxed),
+            skipped: self.inner.skipped.load(Ordering::Relaxed),
+            batches: self.inner.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The series `selector` names, their points from `from_ns` to `to_ns` (inclusive); with a `step_ns`,
+    /// averaged over steps starting at `from_ns` (each point stamped with its step's start).
+    pub async fn query(&self, selector: &Selector, from_ns: i64, to_ns: i64, step_ns: i64) -> StoreResult<Vec<Series>> {
+        query(&self.inner.db, selector, from_ns, to_ns, step_ns).await
+    }
+}
+
+impl Inner {
+    async fn commit(&self, points: HashMap<SeriesKey, Vec<(i64, f64)>>) -> StoreResult<()> {
+        let (mut tx, _serial) = self.db.begin_unaudited().await?;
+        let ids = self.ids_of(&mut tx, points.keys()).await?;
+        let mut entries: Vec<(i64, Vec<(i64, f64)>)> = Vec::with_capacity(points.len());
+        let (mut min, mut max, mut count) = (i64::MAX, i64::MIN, 0_i64);
+        for (key, mut series) in points {
+            let id = *ids.get(&key).ok_or_else(|| StoreError::Internal(format!("series {key:?} has no number")))?;
+            // Stable: of two points at one instant, the one written last stays last (and counts).
+            series.sort_by_key(|p| p.0);
+            min = min.min(series[0].0);
+            max = max.max(series[series.len() - 1].0);
+            count += series.len() as i64;
+            entries.push((id, series));
+        }
+        entries.sort_by_key(|e| e.0);
+        sqlx::query("INSERT INTO metric_segments (min_ts, max_ts, points, data) VALUES ($1, $2, $3, $4)")
+            .bind(min)
+            .bind(max)
+            .bind(count)
+            .bind(encode_segment(&entries))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // Numbers are kept only once their rows are committed.
+        lock(&self.ids).extend(ids);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The number of each series, numbering the new ones.
+    async fn ids_of<'k>(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        keys: impl Iterator<Item = &'k SeriesKey>,
+    ) -> StoreResult<HashMap<SeriesKey, i64>> {
+        let mut ids = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let known = lock(&self.ids);
+            for key in keys {
+                match known.get(key) {
+                    Some(id) => {
+                        ids.insert(key.clone(), *id);
+                    }
+                    None => missing.push(key.clone()),
+                }
+            }
+        }
+        for chunk in missing.chunks(KEYS_PER_STATEMENT) {
+            let values = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let args = || {
+                let mut args = AnyArguments::default();
+                for key in chunk {
+                    let _ = args.add(key.measurement.clone());
+                    let _ = args.add(key.field.clone());
+                    let _ = args.add(key.tags.clone());
+                }
+                args
+            };
+            let insert = format!(
+                "INSERT INTO metric_series (measurement, field, tags) VALUES {values} \
+                 ON CONFLICT (measurement, field, tags) DO NOTHING"
+            );
+            sqlx::query_with(&insert, args()).execute(&mut *tx).await?;
+            let select = format!(
+                "SELECT id, measurement, field, tags FROM metric_series WHERE (measurement, field, tags) IN (VALUES {values})"
+            );
+            let rows: Vec<(i64, String, String, String)> =
+                sqlx::query_as_with(&select, args()).fetch_all(&mut *tx).await?;
+            for (id, measurement, field, tags) in rows {
+                ids.insert(SeriesKey { measurement, field, tags }, id);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// The tags sorted by key, escaped and joined: the same set always gives the same text.
+fn canonical_tags(tags: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]) -> String {
+    let mut sorted: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+    sorted.sort_unstable();
+    let mut out = String::new();
+    for (n, (k, v)) in sorted.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        push_escaped_key(&mut out, k);
+        out.push('=');
+        push_escaped_key(&mut out, v);
+    }
+    out
+}
+
+/// The tags of a canonical tag text, read back with the line-protocol parser.
+fn tags_of(canonical: &str) -> Vec<(String, String)> {
+    if canonical.is_empty() {
+        return Vec::new();
+    }
+    let line = format!("m,{canonical} v=0");
+    match super::line::parse(line.as_bytes(), super::line::Precision::Ns) {
+        Ok(points) => points
+            .into_iter()
+            .next()
+            .map(|p| p.tags.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+const SEGMENT_FORMAT: u8 = 1;
+
+/// (nanoseconds since the epoch, value), oldest first.
+type Points = Vec<(i64, f64)>;
+
+/// Format 1: the format byte, the number of series (varint), then per series its number and its block's
+/// length (varints) and the block.
+fn encode_segment(entries: &[(i64, Vec<(i64, f64)>)]) -> Vec<u8> {
+    let mut out = vec![SEGMENT_FORMAT];
+    push_varint(&mut out, entries.len() as u64);
+    for (id, points) in entries {
+        let packed = block::encode(points);
+        push_varint(&mut out, *id as u64);
+        push_varint(&mut out, packed.len() as u64);
+        out.extend_from_slice(&packed);
+    }
+    out
+}
+
+/// The blocks of a segment for the series in `wanted`; `None` when the segment is damaged.
+fn decode_segment(data: &[u8], wanted: &HashMap<i64, usize>) -> Option<Vec<(usize, Points)>> {
+    let (&format, mut rest) = data.split_first()?;
+    if format != SEGMENT_FORMAT {
+        return None;
+    }
+    let n = read_varint(&mut rest)?;
+    let mut found = Vec::new();
+    for _ in 0..n {
+        let id = read_varint(&mut rest)? as i64;
+        let len = usize::try_from(read_varint(&mut rest)?).ok()?;
+        if len > rest.len() {
+            return None;
+        }
+        let (packed, after) = rest.split_at(len);
+        rest = after;
+        if let Some(&slot) = wanted.get(&id) {
+            found.push((slot, block::decode(packed)?));
+        }
+    }
+    Some(found)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(data: &mut &[u8]) -> Option<u64> {
+    let mut v = 0_u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = data.split_first()?;
+        *data = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// See [`MetricStore::query`].
+pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_ns: i64) -> StoreResult<Vec<Series>> {
+    if to_ns < from_ns {
+        return Err(crate::error::ValidationError::new("to", "the end is before the start").into());
+    }
+    if step_ns < 0 || (step_ns > 0 && (to_ns - from_ns) / step_ns >= MAX_BUCKETS) {
+        return Err(crate::error::ValidationError::new(
+            "step",
+            format!("a query returns at most {MAX_BUCKETS} steps per series: choose a longer step"),
+        )
+        .into());
+    }
+    let candidates: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, tags FROM metric_series WHERE measurement = $1 AND field = $2 ORDER BY tags")
+            .bind(&selector.measurement)
+            .bind(&selector.field)
+            .fetch_all(db.pool())
+            .await?;
+    let mut series = Vec::new();
+    let mut wanted = HashMap::new();
+    for (id, canonical) in candidates {
+        let tags = tags_of(&canonical);
+        if selector.tags.iter().all(|want| tags.contains(want)) {
+            wanted.insert(id, series.len());
+            series.push(Series {
+                measurement: selector.measurement.clone(),
+                field: selector.field.clone(),
+                tags,
+                points: Vec::new(),
+            });
+        }
+    }
+    if series.is_empty() {
+        return Ok(series);
+    }
+    let segments: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT id, data FROM metric_segments WHERE max_ts >= $1 AND min_ts <= $2 ORDER BY id")
+            .bind(from_ns)
+            .bind(to_ns)
+            .fetch_all(db.pool())
+            .await?;
+    for (id, data) in segments {
+        let found = decode_segment(&data, &wanted)
+            .ok_or_else(|| StoreError::Internal(format!("metric segment {id} is damaged")))?;
+        for (slot, points) in found {
+            series[slot].points.extend(points.into_iter().filter(|(t, _)| (from_ns..=to_ns).contains(t)));
+        }
+    }
+    for s in &mut series {
+        // Stable, and segments were read in the order written: of two points at one instant, keep the later.
+        s.points.sort_by_key(|p| p.0);
+        s.points.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                earlier.1 = later.1;
+                true
+            } else {
+                false
+            }
+        });
+        if step_ns > 0 {
+            s.points = averaged(&s.points, from_ns, step_ns);
+        }
+    }
+    Ok(series)
+}
+
+/// The average of the points in each step that has any, stamped with the step's start.
+fn averaged(points: &[(i64, f64)], from_ns: i64, step_ns: i64) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut current: Option<(i64, f64, u32)> = None;
+    for &(t, v) in points {
+        let start = from_ns + (t - from_ns) / step_ns * step_ns;
+        match &mut current {
+            Some((s, sum, n)) if *s == start => {
+                *sum += v;
+                *n += 1;
+            }
+            _ => {
+                if let Some((s, sum, n)) = current.take() {
+                    out.push((s, sum / f64::from(n)));
+                }
+                current = Some((start, v, 1));
+            }
+        }
+    }
+    if let Some((s, sum, n)) = current {
+        out.push((s, sum / f64::from(n)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_tags_in_any_order_are_one_series_and_read_back() {
+        let a = canonical_tags(&[("host".into(), "hv 1".into()), ("cluster".into(), "eu,1".into())]);
+        let b = canonical_tags(&[("cluster".into(), "eu,1".into()), ("host".into(), "hv 1".into())]);
+        assert_eq!(a, b);
+        assert_eq!(tags_of(&a), [("cluster".to_owned(), "eu,1".to_owned()), ("host".to_owned(), "hv 1".to_owned())]);
+        assert_eq!(tags_of(""), []);
+    }
+
+    #[test]
+    fn a_segment_gives_back_only_the_series_asked_for() {
+        let entries = vec![(3, vec![(1, 1.0), (2, 2.0)]), (7, vec![(5, 5.0)])];
+        let data = encode_segment(&entries);
+        let wanted = HashMap::from([(7, 0)]);
+        assert_eq!(decode_segment(&data, &wanted), Some(vec![(0, vec![(5, 5.0)])]));
+        assert_eq!(decode_segment(&data[..data.len() - 1], &wanted), None);
+    }
+
+    #[test]
+    fn steps_average_their_points_and_skip_empty_ones() {
+        let points = [(0, 1.0), (5, 3.0), (10, 4.0), (35, 8.0)];
+        assert_eq!(averaged(&points, 0, 10), [(0, 2.0), (10, 4.0), (30, 8.0)]);
+    }
+}

@@ -1,0 +1,132 @@
+//! Metric points in the store: written in grouped commits, read back by series, tags and steps.
+
+use crate::support::*;
+use tollgate_workflows::metrics::line::{parse, Precision};
+use tollgate_workflows::metrics::store::{MetricStore, Selector, Series, WriteSummary};
+use tollgate_workflows::Db;
+
+const S: i64 = 1_000_000_000;
+const NOW: i64 = 1_700_000_000 * S;
+
+async fn write(store: &MetricStore, body: &str) -> WriteSummary {
+    let points = parse(body.as_bytes(), Precision::S).expect("the body parses");
+    store.write(&points, NOW).await.expect("the points are stored")
+}
+
+fn select(measurement: &str, field: &str, tags: &[(&str, &str)]) -> Selector {
+    Selector {
+        measurement: measurement.to_owned(),
+        field: field.to_owned(),
+        tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}
+
+fn values(series: &Series) -> Vec<(i64, f64)> {
+    series.points.iter().map(|&(t, v)| ((t - NOW) / S, v)).collect()
+}
+
+#[tokio::test]
+async fn points_are_read_back_by_series_and_tags_in_time_order() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let summary = write(
+        &store,
+        "cpu,host=hv-1,cluster=eu usage=10,steal=1 1700000010\n\
+         cpu,cluster=eu,host=hv-2 usage=50 1700000010\n\
+         cpu,host=hv-1,cluster=eu usage=20 1700000000\n",
+    )
+    .await;
+    assert_eq!(summary, WriteSummary { values: 4, skipped: 0 });
+
+    let hv1 = store.query(&select("cpu", "usage", &[("host", "hv-1")]), NOW, NOW + 60 * S, 0).await.unwrap();
+    assert_eq!(hv1.len(), 1);
+    assert_eq!(hv1[0].tags, [("cluster".to_owned(), "eu".to_owned()), ("host".to_owned(), "hv-1".to_owned())]);
+    assert_eq!(values(&hv1[0]), [(0, 20.0), (10, 10.0)]);
+
+    let cluster = store.query(&select("cpu", "usage", &[("cluster", "eu")]), NOW, NOW + 60 * S, 0).await.unwrap();
+    assert_eq!(cluster.len(), 2, "tags in another order are the same series: {cluster:?}");
+    assert!(store.query(&select("cpu", "usage", &[("host", "hv-9")]), NOW, NOW + 60 * S, 0).await.unwrap().is_empty());
+    assert!(store.query(&select("mem", "usage", &[]), NOW, NOW + 60 * S, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_numeric_type_is_kept_as_a_number_and_strings_are_counted_not_kept() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let summary = write(&store, "m i=-3i,u=7u,b=true,f=0.5,s=\"text\" 1700000000").await;
+    assert_eq!(summary, WriteSummary { values: 4, skipped: 1 });
+    for (field, expected) in [("i", -3.0), ("u", 7.0), ("b", 1.0), ("f", 0.5)] {
+        let got = store.query(&select("m", field, &[]), NOW, NOW, 0).await.unwrap();
+        assert_eq!(values(&got[0]), [(0, expected)], "{field}");
+    }
+    assert!(store.query(&select("m", "s", &[]), NOW, NOW, 0).await.unwrap().is_empty());
+    assert_eq!(store.totals().skipped, 1);
+}
+
+#[tokio::test]
+async fn of_two_values_at_one_instant_the_one_written_last_counts() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    write(&store, "m v=1,v=2 1700000000").await;
+    write(&store, "m w=1 1700000000").await;
+    write(&store, "m w=3 1700000000").await;
+    let v = store.query(&select("m", "v", &[]), NOW, NOW, 0).await.unwrap();
+    assert_eq!(values(&v[0]), [(0, 2.0)], "within a line");
+    let w = store.query(&select("m", "w", &[]), NOW, NOW, 0).await.unwrap();
+    assert_eq!(values(&w[0]), [(0, 3.0)], "across writes");
+}
+
+#[tokio::test]
+async fn a_point_without_a_timestamp_takes_the_write_s_time() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    write(&store, "m v=5").await;
+    let got = store.query(&select("m", "v", &[]), NOW, NOW, 0).await.unwrap();
+    assert_eq!(values(&got[0]), [(0, 5.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_each_stored_exactly_once() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let writers: Vec<_> = (0..40)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let body: String = (0..50).map(|i| format!("load,writer=w{w} v={i} {}\n", 1_700_000_000 + i)).collect();
+                let points = parse(body.as_bytes(), Precision::S).unwrap();
+                store.write(&points, NOW).await.unwrap()
+            })
+        })
+        .collect();
+    for w in writers {
+        assert_eq!(w.await.unwrap().values, 50);
+    }
+    let all = store.query(&select("load", "v", &[]), NOW, NOW + 100 * S, 0).await.unwrap();
+    assert_eq!(all.len(), 40);
+    assert!(all.iter().all(|s| s.points.len() == 50), "every writer's 50 points, once each");
+    let totals = store.totals();
+    assert_eq!(totals.values, 2000);
+    assert!(totals.batches <= 40, "writers share commits: {} batches", totals.batches);
+}
+
+#[tokio::test]
+async fn steps_average_the_points_inside_them() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let body: String = (0..6).map(|i| format!("m v={} {}\n", i * 10, 1_700_000_000 + i * 10)).collect();
+    write(&store, &body).await;
+    let got = store.query(&select("m", "v", &[]), NOW, NOW + 59 * S, 30 * S).await.unwrap();
+    assert_eq!(values(&got[0]), [(0, 10.0), (30, 40.0)]);
+    let window = store.query(&select("m", "v", &[]), NOW + 10 * S, NOW + 20 * S, 0).await.unwrap();
+    assert_eq!(values(&window[0]), [(10, 10.0), (20, 20.0)], "the window's ends are inside it");
+}
+
+#[tokio::test]
+async fn a_query_backwards_or_with_too_many_steps_is_refused() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW - 1, 0).await, "to");
+    assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW + 86_400 * S, 1).await, "step");
+    assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW + 1, -1).await, "step");
+}
