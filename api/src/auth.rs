@@ -36,6 +36,10 @@ pub struct ApproveChanges;
 pub struct ReportIncidents;
 /// Edit incidents' details.
 pub struct ManageIncidents;
+/// Write metric points (host agents).
+pub struct WriteMetrics;
+/// Read metric series.
+pub struct ReadMetrics;
 
 impl Permission for SignedIn {
     const ROLES: Option<&'static [Role]> = None;
@@ -68,6 +72,13 @@ impl Permission for ManageIncidents {
 impl Permission for ManageProcesses {
     const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
 }
+impl Permission for WriteMetrics {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Agent, Role::Operator]);
+}
+impl Permission for ReadMetrics {
+    const ROLES: Option<&'static [Role]> =
+        Some(&[Role::Viewer, Role::Requester, Role::Approver, Role::ChangeManager, Role::Operator]);
+}
 impl Permission for ReadAudit {
     const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
 }
@@ -92,7 +103,13 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?;
     let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        // `Token` is how InfluxDB's clients send theirs (the v2 write API).
+        Some((scheme, token))
+            if (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+                && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
         _ => Err(ApiError::unauthorized("expected Authorization: Bearer <token>")),
     }
 }

@@ -57,12 +57,14 @@ pub async fn open_store(config: &Config, clock: Clock) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The application state for `config` over an open store.
+/// The application state for `config` over an open store; starts the metric store's committer, so it must
+/// run on a Tokio runtime.
 pub fn state(config: &Config, db: Db) -> AppState {
     // `Config::load` validated the policy; a default-constructed config holds the default policy.
     let incidents = config.incident.policy().unwrap_or_default();
     AppState {
         incidents: Arc::new(incidents),
+        points: tollgate_workflows::metrics::store::MetricStore::start(db.clone()),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {
@@ -73,7 +75,10 @@ pub fn state(config: &Config, db: Db) -> AppState {
 }
 
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (api, doc) = OpenApiRouter::with_openapi(openapi::base()).nest("/api/v1", routes::api_v1()).split_for_parts();
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .nest("/api/v1", routes::api_v1())
+        .merge(routes::influx_v2())
+        .split_for_parts();
     (api, openapi::finish(doc))
 }
 

@@ -25,6 +25,7 @@ use utoipa::OpenApi as _;
         (name = "approvals", description = "Votes, approval policies and delegation"),
         (name = "incidents", description = "Incidents, their SLA clocks and their process"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "metrics", description = "Metric points: the InfluxDB v2 write API agents use, and series for charts"),
     )
 )]
 pub struct ApiDoc;

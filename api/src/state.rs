@@ -4,6 +4,7 @@ use crate::metrics::Metrics;
 use axum::extract::FromRef;
 use std::sync::Arc;
 use tollgate_workflows::incident::IncidentPolicy;
+use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
 
 /// Token lifetimes, from the `[auth]` section.
@@ -19,6 +20,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: TokenPolicy,
     pub incidents: Arc<IncidentPolicy>,
+    /// Metric points agents write.
+    pub points: MetricStore,
+}
+
+impl FromRef<AppState> for MetricStore {
+    fn from_ref(state: &AppState) -> MetricStore {
+        state.points.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<IncidentPolicy> {

@@ -113,7 +113,7 @@ pub struct DelegationList {
 
 /// Your delegations, given and received.
 #[utoipa::path(get, path = "/delegations", tag = "approvals", responses((status = 200, body = DelegationList)),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn list_delegations(auth: Authorized<SignedIn>, State(db): State<Db>) -> ApiResult<Json<DelegationList>> {
     Ok(Json(DelegationList { items: approval::delegations_of(&db, &auth.principal.user_id).await? }))
 }
@@ -148,7 +148,7 @@ async fn create_delegation(
 /// End a delegation you gave.
 #[utoipa::path(delete, path = "/delegations/{id}", tag = "approvals",
     params(("id" = String, Path, description = "Delegation id")), responses((status = 204, description = "Ended")),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn revoke_delegation(
     auth: Authorized<SignedIn>,
     State(db): State<Db>,

@@ -8,6 +8,7 @@ mod freeze_windows;
 mod groups;
 mod health;
 mod incidents;
+mod metrics;
 mod notifications;
 mod processes;
 mod relations;
@@ -34,6 +35,12 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(approvals::routes())
         .merge(notifications::routes())
         .merge(audit::routes())
+        .merge(metrics::routes())
+}
+
+/// The InfluxDB-v2-compatible write API agents (and InfluxDB's clients) write points to.
+pub fn influx_v2() -> OpenApiRouter<AppState> {
+    metrics::influx_routes()
 }
 
 /// Routes outside the versioned API: health, readiness and metrics.

@@ -33,7 +33,7 @@ pub struct NotificationQuery {
 /// Your notifications, newest first.
 #[utoipa::path(get, path = "/notifications", tag = "accounts", params(NotificationQuery),
     responses((status = 200, body = Page<Notification>)),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn list(
     auth: Authorized<SignedIn>,
     State(db): State<Db>,
@@ -46,7 +46,7 @@ async fn list(
 /// Mark one of your notifications read.
 #[utoipa::path(post, path = "/notifications/{id}/read", tag = "accounts",
     params(("id" = String, Path, description = "Notification id")), responses((status = 204, description = "Read")),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn mark_read(auth: Authorized<SignedIn>, State(db): State<Db>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     notify::mark_read(&db, &auth.audit, &auth.principal.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)

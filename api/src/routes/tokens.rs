@@ -67,7 +67,7 @@ async fn issue_token(
 /// List your own tokens (never their secrets).
 #[utoipa::path(get, path = "/auth/tokens", tag = "auth", params(PageQuery),
     responses((status = 200, body = Page<TokenInfo>)),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn list_tokens(
     auth: Authorized<SignedIn>,
     State(db): State<Db>,
@@ -81,7 +81,7 @@ async fn list_tokens(
 #[utoipa::path(delete, path = "/auth/tokens/{id}", tag = "auth",
     params(("id" = String, Path, description = "Token id")),
     responses((status = 200, description = "Revoked", body = TokenInfo)),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn revoke_token(
     auth: Authorized<SignedIn>,
     State(db): State<Db>,

@@ -34,7 +34,7 @@ pub struct Me {
 
 /// Who am I?
 #[utoipa::path(get, path = "/users/me", tag = "accounts", responses((status = 200, body = Me)),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn me(auth: Authorized<SignedIn>, State(db): State<Db>) -> ApiResult<Json<Me>> {
     let user = accounts::get_user(&db, &auth.principal.user_id).await?;
     Ok(Json(Me { user, effective_roles: auth.principal.roles.iter().collect() }))
@@ -52,7 +52,7 @@ pub struct OwnPasswordChange {
 /// Change your own password.
 #[utoipa::path(put, path = "/users/me/password", tag = "accounts", request_body = OwnPasswordChange,
     responses((status = 204, description = "Changed")),
-    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"])))]
 async fn change_own_password(
     auth: Authorized<SignedIn>,
     State(db): State<Db>,

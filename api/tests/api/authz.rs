@@ -4,7 +4,7 @@ use crate::support::{spawn_app, TestApp};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ROLES: [&str; 6] = ["viewer", "requester", "approver", "change-manager", "operator", "admin"];
+const ROLES: [&str; 7] = ["viewer", "requester", "approver", "change-manager", "operator", "admin", "agent"];
 const MISSING_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// (method, path template, roles allowed) for every operation in the document.

@@ -12,6 +12,7 @@ mod duties;
 mod freezes;
 mod hostile_input;
 mod incidents;
+mod ingest;
 mod notifications;
 mod operational;
 mod processes;

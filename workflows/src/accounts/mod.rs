@@ -30,11 +30,13 @@ pub enum Role {
     Operator,
     /// Manages accounts and everything else.
     Admin,
+    /// A host agent: writes its host's metrics.
+    Agent,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] =
-        [Role::Viewer, Role::Requester, Role::Approver, Role::ChangeManager, Role::Operator, Role::Admin];
+    pub const ALL: [Role; 7] =
+        [Role::Viewer, Role::Requester, Role::Approver, Role::ChangeManager, Role::Operator, Role::Admin, Role::Agent];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +46,7 @@ impl Role {
             Role::ChangeManager => "change-manager",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Agent => "agent",
         }
     }
 

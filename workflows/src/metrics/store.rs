@@ -385,7 +385,9 @@ pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_
     if to_ns < from_ns {
         return Err(crate::error::ValidationError::new("to", "the end is before the start").into());
     }
-    if step_ns < 0 || (step_ns > 0 && (to_ns - from_ns) / step_ns >= MAX_BUCKETS) {
+    if step_ns < 0
+        || (step_ns > 0 && (i128::from(to_ns) - i128::from(from_ns)) / i128::from(step_ns) >= i128::from(MAX_BUCKETS))
+    {
         return Err(crate::error::ValidationError::new(
             "step",
             format!("a query returns at most {MAX_BUCKETS} steps per series: choose a longer step"),
@@ -451,7 +453,10 @@ fn averaged(points: &[(i64, f64)], from_ns: i64, step_ns: i64) -> Vec<(i64, f64)
     let mut out: Vec<(i64, f64)> = Vec::new();
     let mut current: Option<(i64, f64, u32)> = None;
     for &(t, v) in points {
-        let start = from_ns + (t - from_ns) / step_ns * step_ns;
+        // t is at or after from_ns, so the step's start is too, and no later than t.
+        let start = (i128::from(from_ns)
+            + (i128::from(t) - i128::from(from_ns)) / i128::from(step_ns) * i128::from(step_ns))
+            as i64;
         match &mut current {
             Some((s, sum, n)) if *s == start => {
                 *sum += v;

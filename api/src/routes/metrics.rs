@@ -1,0 +1,221 @@
+//! Metric points: the InfluxDB-v2-compatible write API agents write to, and series for charts.
+
+use super::Text;
+use crate::auth::{Authorized, ReadMetrics, WriteMetrics};
+use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::Read;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tollgate_workflows::metrics::line::{self, Precision};
+use tollgate_workflows::metrics::store::{MetricStore, Selector};
+use tollgate_workflows::Db;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The largest write body as sent (compressed or not).
+const MAX_SENT_BYTES: usize = 32 * 1024 * 1024;
+/// The largest write body once decompressed.
+const MAX_WRITE_BYTES: u64 = 128 * 1024 * 1024;
+
+pub fn influx_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(write)).layer(DefaultBodyLimit::max(MAX_SENT_BYTES))
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query_series))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// Accepted for InfluxDB's clients; Tollgate keeps one store.
+    #[allow(dead_code)]
+    org: Option<String>,
+    /// Accepted for InfluxDB's clients; Tollgate keeps one store.
+    #[allow(dead_code)]
+    bucket: Option<String>,
+    /// The unit of the body's timestamps: `ns` (the default), `us`, `ms` or `s`.
+    precision: Option<String>,
+}
+
+/// An error as InfluxDB's write API reports it, which its clients read.
+#[derive(Serialize, ToSchema)]
+pub struct InfluxError {
+    /// `invalid`, `request too large`, `unsupported media type` or `unavailable`.
+    code: &'static str,
+    message: String,
+}
+
+fn influx_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    (status, axum::Json(InfluxError { code, message: message.into() })).into_response()
+}
+
+/// Writes points in InfluxDB line protocol (optionally gzip-compressed), as InfluxDB 2's write API does.
+/// A malformed body is refused whole, naming its first bad line; `204` means every point is stored.
+#[utoipa::path(post, path = "/api/v2/write", tag = "metrics", params(WriteParams),
+    request_body(content = String, content_type = "text/plain", description = "Line protocol"),
+    responses(
+        (status = 204, description = "Every point is stored"),
+        (status = 400, body = InfluxError, description = "A malformed body (nothing of it is stored) or precision"),
+        (status = 413, body = InfluxError),
+        (status = 415, body = InfluxError),
+        (status = 503, body = InfluxError, description = "The points could not be stored: retry")),
+    security(("bearer" = ["agent", "operator", "admin"])))]
+async fn write(
+    _auth: Authorized<WriteMetrics>,
+    State(store): State<MetricStore>,
+    State(db): State<Db>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let precision = match params.precision.as_deref() {
+        None => Precision::Ns,
+        Some(p) => match Precision::parse(p) {
+            Some(p) => p,
+            None => {
+                return influx_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("precision {p:?} is not one of ns, us, ms, s"),
+                )
+            }
+        },
+    };
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let text: Cow<'_, [u8]> = match encoding.trim().to_ascii_lowercase().as_str() {
+        "identity" | "" => Cow::Borrowed(&body),
+        "gzip" => {
+            let mut out = Vec::new();
+            let read = flate2::read::MultiGzDecoder::new(&body[..]).take(MAX_WRITE_BYTES + 1).read_to_end(&mut out);
+            match read {
+                Err(e) => {
+                    return influx_error(StatusCode::BAD_REQUEST, "invalid", format!("the gzip body is damaged: {e}"))
+                }
+                Ok(n) if n as u64 > MAX_WRITE_BYTES => {
+                    return influx_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request too large",
+                        format!("the body is over {MAX_WRITE_BYTES} bytes once decompressed"),
+                    )
+                }
+                Ok(_) => Cow::Owned(out),
+            }
+        }
+        other => {
+            return influx_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                format!("Content-Encoding {other:?} is not gzip or identity"),
+            )
+        }
+    };
+    let points = match line::parse(&text, precision) {
+        Ok(points) => points,
+        Err(e) => return influx_error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    let now = i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    match store.write(&points, now).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a metric write was not stored");
+            influx_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the points were not stored: retry")
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// The measurement, e.g. `cpu`.
+    #[param(inline)]
+    measurement: Text<256>,
+    /// The field, e.g. `usage_user`.
+    #[param(inline)]
+    field: Text<256>,
+    /// Tags the series must have, written as in line protocol: `host=hv-01,cluster=eu-1`.
+    #[param(inline)]
+    tags: Option<Text<2048>>,
+    /// RFC 3339; default: an hour before `to`.
+    #[param(inline)]
+    from: Option<Text<64>>,
+    /// RFC 3339; default: now.
+    #[param(inline)]
+    to: Option<Text<64>>,
+    /// Seconds per step, over which points are averaged; 0 (the default) returns every point.
+    #[param(minimum = 0, maximum = 31_536_000)]
+    step: Option<u64>,
+}
+
+/// One series and its points.
+#[derive(Serialize, ToSchema)]
+pub struct SeriesPoints {
+    pub measurement: String,
+    pub field: String,
+    pub tags: BTreeMap<String, String>,
+    /// `[unix milliseconds, value]`, oldest first; with a step, each step's average at its start.
+    pub points: Vec<[f64; 2]>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SeriesList {
+    pub series: Vec<SeriesPoints>,
+}
+
+fn instant(field: &str, text: Option<Text<64>>) -> ApiResult<Option<i64>> {
+    let Some(text) = text else { return Ok(None) };
+    let at = OffsetDateTime::parse(&text.into_inner(), &Rfc3339)
+        .map_err(|_| ApiError::validation(field, "must be an RFC 3339 time, e.g. 2026-11-27T10:00:00Z"))?;
+    Ok(Some(i64::try_from(at.unix_timestamp_nanos()).map_err(|_| ApiError::validation(field, "is out of range"))?))
+}
+
+/// The points of the series a measurement's field has with the given tags, for charts.
+#[utoipa::path(get, path = "/metrics/query", tag = "metrics", params(SeriesQuery),
+    responses((status = 200, body = SeriesList)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn query_series(
+    _auth: Authorized<ReadMetrics>,
+    State(store): State<MetricStore>,
+    State(db): State<Db>,
+    Query(q): Query<SeriesQuery>,
+) -> ApiResult<Json<SeriesList>> {
+    let tags = match q.tags.map(Text::into_inner).filter(|t| !t.is_empty()) {
+        None => Vec::new(),
+        Some(t) => {
+            let probe = format!("m,{t} v=0");
+            let parsed = line::parse(probe.as_bytes(), Precision::Ns)
+                .ok()
+                .and_then(|mut points| if points.len() == 1 { points.pop() } else { None })
+                .ok_or_else(|| ApiError::validation("tags", "must be key=value pairs joined by commas"))?;
+            parsed.tags.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        }
+    };
+    let to = match instant("to", q.to)? {
+        Some(t) => t,
+        None => i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX),
+    };
+    let from = instant("from", q.from)?.unwrap_or(to.saturating_sub(3_600 * 1_000_000_000));
+    let step = i64::try_from(q.step.unwrap_or(0)).unwrap_or(i64::MAX).saturating_mul(1_000_000_000);
+    let selector = Selector { measurement: q.measurement.into_inner(), field: q.field.into_inner(), tags };
+    let found = store.query(&selector, from, to, step).await?;
+    let series = found
+        .into_iter()
+        .map(|s| SeriesPoints {
+            measurement: s.measurement,
+            field: s.field,
+            tags: s.tags.into_iter().collect(),
+            points: s.points.into_iter().map(|(t, v)| [(t / 1_000_000) as f64, v]).collect(),
+        })
+        .collect();
+    Ok(Json(SeriesList { series }))
+}

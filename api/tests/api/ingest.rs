@@ -1,0 +1,144 @@
+//! The InfluxDB-v2-compatible write API and series queries: what an agent and a chart see.
+
+use crate::support::*;
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use std::io::Write;
+
+/// 2023-11-14T22:13:20Z.
+const T0: i64 = 1_700_000_000;
+const WINDOW: &str = "from=2023-11-14T22:13:00Z&to=2023-11-14T22:15:00Z";
+
+async fn write(app: &TestApp, token: &str, query: &str, encoding: Option<&str>, body: Vec<u8>) -> TestResponse {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v2/write?{query}"))
+        .header(header::AUTHORIZATION, format!("Token {token}"))
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    if let Some(e) = encoding {
+        req = req.header(header::CONTENT_ENCODING, e);
+    }
+    app.send_raw(req.body(Body::from(body)).unwrap()).await
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap()
+}
+
+async fn series(app: &TestApp, token: &str, query: &str) -> serde_json::Value {
+    let r = app.get(&format!("/api/v1/metrics/query?{query}"), token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["series"].clone()
+}
+
+#[tokio::test]
+async fn an_agent_writes_line_protocol_and_a_viewer_reads_the_series_back() {
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("hv-01-agent", &["agent"]).await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let body = format!(
+        "cpu,host=hv-01,cluster=eu usage=12.5 {T0}\ncpu,host=hv-02,cluster=eu usage=40 {T0}\n\
+         cpu,host=hv-01,cluster=eu usage=13.5 {}\n",
+        T0 + 10
+    );
+    let r = write(&app, &agent, "org=tollgate&bucket=fleet&precision=s", None, body.into_bytes()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+
+    let got =
+        series(&app, &viewer, &format!("measurement=cpu&field=usage&tags={}&{WINDOW}", encode("host=hv-01"))).await;
+    assert_eq!(got.as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(got[0]["tags"], serde_json::json!({"cluster": "eu", "host": "hv-01"}));
+    let ms = T0 as f64 * 1000.0;
+    assert_eq!(got[0]["points"], serde_json::json!([[ms, 12.5], [ms + 10_000.0, 13.5]]));
+    let both = series(&app, &viewer, &format!("measurement=cpu&field=usage&tags=cluster%3Deu&{WINDOW}&step=60")).await;
+    assert_eq!(both.as_array().unwrap().len(), 2);
+    assert_eq!(both[0]["points"].as_array().unwrap().len(), 1, "averaged into one step: {both}");
+}
+
+#[tokio::test]
+async fn a_gzip_body_and_every_precision_are_accepted() {
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    for (precision, stamp) in
+        [("s", T0), ("ms", T0 * 1_000 + 1), ("us", T0 * 1_000_000 + 2_000), ("ns", T0 * 1_000_000_000 + 3_000_000)]
+    {
+        let body = gzip(&format!("m,p={precision} v=1 {stamp}\n"));
+        let r = write(&app, &agent, &format!("precision={precision}"), Some("gzip"), body).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{precision}: {}", r.body);
+    }
+    let got = series(&app, &app.admin_token, &format!("measurement=m&field=v&{WINDOW}")).await;
+    let mut stamps: Vec<f64> = got.as_array().unwrap().iter().map(|s| s["points"][0][0].as_f64().unwrap()).collect();
+    stamps.sort_by(f64::total_cmp);
+    let ms = T0 as f64 * 1000.0;
+    assert_eq!(stamps, [ms, ms + 1.0, ms + 2.0, ms + 3.0]);
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_refused_naming_its_line_and_nothing_of_it_is_stored() {
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    let body = format!("good v=1 {T0}\ngood v=oops {T0}\n");
+    let r = write(&app, &agent, "precision=s", None, body.into_bytes()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["code"], "invalid", "InfluxDB's error shape: {}", r.body);
+    let message = r.body["message"].as_str().unwrap();
+    assert!(message.starts_with("line 2 (\"good v=oops"), "{message}");
+    let stored = series(&app, &app.admin_token, &format!("measurement=good&field=v&{WINDOW}")).await;
+    assert!(stored.as_array().unwrap().is_empty(), "line 1 was good, but the request was refused whole: {stored}");
+}
+
+#[tokio::test]
+async fn a_bad_precision_encoding_or_gzip_stream_is_refused() {
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    let line = || b"m v=1\n".to_vec();
+    let r = write(&app, &agent, "precision=h", None, line()).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid")), "{}", r.body);
+    let r = write(&app, &agent, "", Some("br"), line()).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.body);
+    let r = write(&app, &agent, "", Some("gzip"), line()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "not gzip at all: {}", r.body);
+    let mut cut = gzip("m v=1\n");
+    cut.truncate(cut.len() - 4);
+    let r = write(&app, &agent, "", Some("gzip"), cut).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "cut short: {}", r.body);
+}
+
+#[tokio::test]
+async fn only_agents_and_operators_write_and_only_signed_in_users_read() {
+    let app = spawn_app().await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let operator = app.user_with_roles("otto", &["operator"]).await;
+    write(&app, &viewer, "", None, b"m v=1\n".to_vec()).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(write(&app, &operator, "", None, b"m v=1\n".to_vec()).await.status, StatusCode::NO_CONTENT);
+    let anonymous = app.send_bytes(Method::POST, "/api/v2/write", None, None, "m v=1\n").await;
+    anonymous.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = app.send(Method::GET, "/api/v1/metrics/query?measurement=m&field=v", None, None).await;
+    r.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_query_with_a_bad_time_tags_or_step_names_the_field() {
+    let app = spawn_app().await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let cases = [
+        ("measurement=m&field=v&from=yesterday", "from"),
+        ("measurement=m&field=v&to=2023-13-01T00:00:00Z", "to"),
+        ("measurement=m&field=v&tags=host", "tags"),
+        (&format!("measurement=m&field=v&{WINDOW}&step=0"), ""),
+        ("measurement=m&field=v&from=1700-01-01T00:00:00Z&to=2200-01-01T00:00:00Z&step=31536000", ""),
+        ("measurement=m&field=v&from=2023-11-14T00:00:00Z&to=2023-11-15T00:00:00Z&step=1", "step"),
+        ("measurement=m&field=v&from=2023-11-15T00:00:00Z&to=2023-11-14T00:00:00Z", "to"),
+    ];
+    for (query, field) in cases {
+        let r = app.get(&format!("/api/v1/metrics/query?{query}"), &viewer).await;
+        if field.is_empty() {
+            assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+        } else {
+            r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+            assert_eq!(r.field(), Some(field), "{query}: {}", r.body);
+        }
+    }
+}
