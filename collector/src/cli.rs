@@ -1,8 +1,102 @@
 //! The agent's command line.
 
 use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// Tollgate host agent: reports this host's metrics and runs its tasks for a Tollgate server.
+/// Tollgate host agent: reports this host's metrics to a Tollgate server (or InfluxDB 2 / VictoriaMetrics),
+/// keeping them on disk while it is unreachable.
 #[derive(Debug, Parser)]
 #[command(name = "tollgate-agent", version, about)]
-pub struct Cli {}
+pub struct Cli {
+    /// The server's base URL, e.g. http://tollgate.example:8080.
+    #[arg(long, env = "TOLLGATE_AGENT_SERVER")]
+    pub server: String,
+    /// A token of the agent's account (role `agent`). Prefer the environment or --token-file: a flag shows
+    /// in the process list.
+    #[arg(long, env = "TOLLGATE_AGENT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// How often to read the host: 10s, 500ms, 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Where batches wait while the server is unreachable.
+    #[arg(long, default_value = "/var/lib/tollgate-agent/queue")]
+    pub queue_dir: PathBuf,
+    /// The most the queue keeps on disk (bytes, or with KiB, MiB, GiB); past it the oldest batches go.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub queue_max: u64,
+    /// The `host` tag [default: this host's name].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The `cluster` tag.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The `region` tag.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Where /proc and /sys are found.
+    #[arg(long, default_value = "/", hide = true)]
+    pub root: PathBuf,
+    /// Print a line for every batch collected and sent.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Read once, send everything queued, and exit (0 when nothing is left queued).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `500ms`, `10s`, `1m`, `1h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration such as 10s or 500ms"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s:?} is shorter than 100ms"));
+    }
+    Ok(d)
+}
+
+/// `1048576`, `512KiB`, `256MiB`, `1GiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a size such as 256MiB"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        _ => return Err(format!("{s:?}: the unit must be KiB, MiB or GiB")),
+    };
+    n.checked_mul(scale).filter(|&b| b >= 4096).ok_or_else(|| format!("{s:?} must be between 4KiB and 16EiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("5ms").is_err(), "too short");
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert!(parse_bytes("12 bananas").is_err());
+        assert!(parse_bytes("1").is_err(), "too small to hold a batch");
+    }
+}
