@@ -1,9 +1,11 @@
-//! Loops that run beside the API: SLA and approval timers. Each waits on its tick or on shutdown; a failed round is logged and the
-//! loop goes on.
+//! Loops that run beside the API: SLA and approval timers, and reading this machine's metrics. Each waits on
+//! its tick or on shutdown; a failed round is logged and the loop goes on.
 
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tollgate_collector::host::{self, HostReader};
+use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
 use tollgate_workflows::{approval, incident};
 
@@ -30,6 +32,42 @@ pub fn spawn_timers(db: Db, interval: Duration, mut shutdown: watch::Receiver<bo
                 Ok(0) => {}
                 Ok(n) => tracing::info!(stages = n, "approval stages timed out"),
                 Err(e) => tracing::warn!(error = %e, "approval timeout check failed; retrying next round"),
+            }
+        }
+    })
+}
+
+/// Every `interval`: reads this machine's metrics into the store, as an agent on it would (host tag = its
+/// name), so the embedded default shows real data without an agent.
+pub fn spawn_self_metrics(
+    store: MetricStore,
+    clock: tollgate_workflows::Clock,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let root = std::path::PathBuf::from("/");
+        let name = host::hostname(&root).unwrap_or_else(|| "tollgate-server".to_owned());
+        let tags = vec![("host".to_owned(), name)];
+        let mut reader = HostReader::new(root);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let at = i64::try_from(clock.now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+            // Reading /proc is a handful of small files: quick enough not to need a blocking thread.
+            let mut missing = Vec::new();
+            let points: Vec<_> = reader.collect(&mut missing).into_iter().map(|r| r.into_point(&tags, at)).collect();
+            if !missing.is_empty() && !warned {
+                tracing::warn!(missing = ?missing, "cannot read some of this machine's metrics; storing the rest");
+                warned = true;
+            }
+            if let Err(e) = store.write(&points, at).await {
+                tracing::warn!(error = %e, "this machine's metrics were not stored; trying again next round");
             }
         }
     })

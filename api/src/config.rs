@@ -17,6 +17,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub incident: IncidentConfig,
+    pub metrics: MetricsConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
 }
@@ -107,6 +108,19 @@ impl IncidentConfig {
             self.resolution_secs,
         )
         .map_err(|e| ConfigError::Invalid(format!("incident.{}: {}", e.field, e.message)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// How often the server reads its own machine's metrics; 0 turns it off.
+    pub self_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { self_interval_secs: 10 }
     }
 }
 
@@ -255,6 +269,9 @@ impl Config {
         self.incident.policy()?;
         if self.incident.sla_check_interval_secs == 0 {
             return bad("incident.sla_check_interval_secs", "must be at least 1");
+        }
+        if self.metrics.self_interval_secs > 86_400 {
+            return bad("metrics.self_interval_secs", "must be at most a day (0 turns it off)");
         }
         if let Some(p) = &self.bootstrap.admin_password {
             if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {

@@ -156,6 +156,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let state = tollgate_api::state(&config, db.clone());
+    let points = state.points.clone();
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     tracing::info!(%addr, engine = db.engine().name(), "serving");
@@ -165,12 +166,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.incident.sla_check_interval_secs),
         stop_rx,
     );
+    let self_metrics = (config.metrics.self_interval_secs > 0).then(|| {
+        tollgate_api::background::spawn_self_metrics(
+            points,
+            db.clock().clone(),
+            Duration::from_secs(config.metrics.self_interval_secs),
+            stop_tx.subscribe(),
+        )
+    });
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
     tollgate_api::serve(listener, router, shutdown, Duration::from_secs(config.server.shutdown_grace_secs)).await?;
     let _ = timers.await;
+    if let Some(task) = self_metrics {
+        let _ = task.await;
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

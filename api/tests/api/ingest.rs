@@ -142,3 +142,34 @@ async fn a_query_with_a_bad_time_tags_or_step_names_the_field() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_server_stores_its_own_machine_s_metrics_until_it_stops() {
+    let app = spawn_app().await;
+    let store = tollgate_workflows::metrics::store::MetricStore::start(app.db.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tollgate_api::background::spawn_self_metrics(
+        store,
+        tollgate_workflows::Clock::system(),
+        std::time::Duration::from_millis(200),
+        stopped,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = series(&app, &app.admin_token, "measurement=cpu&field=usage_idle").await;
+        if let Some(points) = got[0]["points"].as_array().filter(|p| !p.is_empty()) {
+            let idle = points[0][1].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&idle), "{idle}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CPU reading of this machine after 10 s: {got}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for field in ["used", "total", "available"] {
+        let got = series(&app, &app.admin_token, &format!("measurement=mem&field={field}")).await;
+        assert!(got[0]["points"].as_array().is_some_and(|p| !p.is_empty()), "mem {field}: {got}");
+        assert!(got[0]["tags"]["host"].is_string(), "tagged with this machine's name: {got}");
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task).await.expect("the loop stops").unwrap();
+}
