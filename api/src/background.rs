@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tollgate_collector::host::{self, HostReader};
+use tollgate_workflows::metrics::rollup::{self, Retention};
 use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
 use tollgate_workflows::{approval, incident};
@@ -68,6 +69,57 @@ pub fn spawn_self_metrics(
             }
             if let Err(e) = store.write(&points, at).await {
                 tracing::warn!(error = %e, "this machine's metrics were not stored; trying again next round");
+            }
+        }
+    })
+}
+
+/// Rollup passes per tick at most: a backlog is worked off over several ticks, not in one burst.
+const ROLLUP_PASSES_PER_TICK: usize = 100;
+/// How often old points and buckets are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Every `interval`: folds newly written points into the rollups; every ten minutes: deletes what is past
+/// its retention.
+pub fn spawn_metric_upkeep(
+    db: Db,
+    retention: Retention,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            for _ in 0..ROLLUP_PASSES_PER_TICK {
+                match rollup::roll_up(&db).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rolling up metric points failed; retrying next round");
+                        break;
+                    }
+                }
+            }
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(std::time::Instant::now());
+                let now = i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+                match rollup::prune(&db, now, retention).await {
+                    Ok(p) if p.segments + p.buckets > 0 => {
+                        tracing::info!(
+                            segments = p.segments,
+                            buckets = p.buckets,
+                            "deleted metrics past their retention"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning old metrics failed; retrying later"),
+                }
             }
         }
     })

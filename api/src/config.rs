@@ -116,11 +116,36 @@ impl IncidentConfig {
 pub struct MetricsConfig {
     /// How often the server reads its own machine's metrics; 0 turns it off.
     pub self_interval_secs: u64,
+    /// How long points are kept as written.
+    pub raw_retention_hours: u64,
+    /// How long per-minute rollups are kept.
+    pub minute_retention_days: u64,
+    /// How long per-hour rollups are kept.
+    pub hour_retention_days: u64,
+    /// How often written points are folded into the rollups.
+    pub rollup_interval_secs: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { self_interval_secs: 10 }
+        MetricsConfig {
+            self_interval_secs: 10,
+            raw_retention_hours: 24,
+            minute_retention_days: 30,
+            hour_retention_days: 365,
+            rollup_interval_secs: 10,
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub fn retention(&self) -> tollgate_workflows::metrics::rollup::Retention {
+        let hours = |h: u64| i64::try_from(h).unwrap_or(i64::MAX).saturating_mul(3_600_000_000_000);
+        tollgate_workflows::metrics::rollup::Retention {
+            raw_ns: hours(self.raw_retention_hours),
+            minutes_ns: hours(self.minute_retention_days.saturating_mul(24)),
+            hours_ns: hours(self.hour_retention_days.saturating_mul(24)),
+        }
     }
 }
 
@@ -272,6 +297,18 @@ impl Config {
         }
         if self.metrics.self_interval_secs > 86_400 {
             return bad("metrics.self_interval_secs", "must be at most a day (0 turns it off)");
+        }
+        if self.metrics.raw_retention_hours == 0 || self.metrics.raw_retention_hours > 24 * 366 {
+            return bad("metrics.raw_retention_hours", "must be between 1 hour and a year");
+        }
+        if self.metrics.minute_retention_days == 0 || self.metrics.minute_retention_days > 3660 {
+            return bad("metrics.minute_retention_days", "must be between 1 and 3660");
+        }
+        if self.metrics.hour_retention_days == 0 || self.metrics.hour_retention_days > 36600 {
+            return bad("metrics.hour_retention_days", "must be between 1 and 36600");
+        }
+        if self.metrics.rollup_interval_secs == 0 || self.metrics.rollup_interval_secs > 3600 {
+            return bad("metrics.rollup_interval_secs", "must be between 1 and 3600");
         }
         if let Some(p) = &self.bootstrap.admin_password {
             if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {

@@ -174,12 +174,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stop_tx.subscribe(),
         )
     });
+    let upkeep = tollgate_api::background::spawn_metric_upkeep(
+        db.clone(),
+        config.metrics.retention(),
+        Duration::from_secs(config.metrics.rollup_interval_secs),
+        stop_tx.subscribe(),
+    );
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
     tollgate_api::serve(listener, router, shutdown, Duration::from_secs(config.server.shutdown_grace_secs)).await?;
     let _ = timers.await;
+    let _ = upkeep.await;
     if let Some(task) = self_metrics {
         let _ = task.await;
     }

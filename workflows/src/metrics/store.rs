@@ -198,7 +198,7 @@ impl MetricStore {
     }
 
     /// The series `selector` names, their points from `from_ns` to `to_ns` (inclusive); with a `step_ns`,
-    /// averaged over steps starting at `from_ns` (each point stamped with its step's start).
+    /// averaged over steps starting at `from_ns` (each point stamped with its step's start); see [`query`].
     pub async fn query(&self, selector: &Selector, from_ns: i64, to_ns: i64, step_ns: i64) -> StoreResult<Vec<Series>> {
         query(&self.inner.db, selector, from_ns, to_ns, step_ns).await
     }
@@ -320,7 +320,7 @@ fn tags_of(canonical: &str) -> Vec<(String, String)> {
 const SEGMENT_FORMAT: u8 = 1;
 
 /// (nanoseconds since the epoch, value), oldest first.
-type Points = Vec<(i64, f64)>;
+pub(super) type Points = Vec<(i64, f64)>;
 
 /// Format 1: the format byte, the number of series (varint), then per series its number and its block's
 /// length (varints) and the block.
@@ -336,8 +336,8 @@ fn encode_segment(entries: &[(i64, Vec<(i64, f64)>)]) -> Vec<u8> {
     out
 }
 
-/// The blocks of a segment for the series in `wanted`; `None` when the segment is damaged.
-fn decode_segment(data: &[u8], wanted: &HashMap<i64, usize>) -> Option<Vec<(usize, Points)>> {
+/// The points of a segment's series that `want` accepts, by series number; `None` when the segment is damaged.
+pub(super) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<Vec<(i64, Points)>> {
     let (&format, mut rest) = data.split_first()?;
     if format != SEGMENT_FORMAT {
         return None;
@@ -352,8 +352,8 @@ fn decode_segment(data: &[u8], wanted: &HashMap<i64, usize>) -> Option<Vec<(usiz
         }
         let (packed, after) = rest.split_at(len);
         rest = after;
-        if let Some(&slot) = wanted.get(&id) {
-            found.push((slot, block::decode(packed)?));
+        if want(id) {
+            found.push((id, block::decode(packed)?));
         }
     }
     Some(found)
@@ -380,7 +380,23 @@ fn read_varint(data: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// See [`MetricStore::query`].
+/// The series `selector` names: (number, tags), ordered by their tags.
+pub(super) async fn select_series(db: &Db, selector: &Selector) -> StoreResult<Vec<(i64, Vec<(String, String)>)>> {
+    let candidates: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, tags FROM metric_series WHERE measurement = $1 AND field = $2 ORDER BY tags")
+            .bind(&selector.measurement)
+            .bind(&selector.field)
+            .fetch_all(db.pool())
+            .await?;
+    Ok(candidates
+        .into_iter()
+        .map(|(id, canonical)| (id, tags_of(&canonical)))
+        .filter(|(_, tags)| selector.tags.iter().all(|want| tags.contains(want)))
+        .collect())
+}
+
+/// See [`MetricStore::query`]. A step of a minute or more reads the rollups (of minutes, or of hours from a
+/// step of an hour), which the upkeep loop brings up to date every few seconds; a shorter step reads points.
 pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_ns: i64) -> StoreResult<Vec<Series>> {
     if to_ns < from_ns {
         return Err(crate::error::ValidationError::new("to", "the end is before the start").into());
@@ -394,27 +410,27 @@ pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_
         )
         .into());
     }
-    let candidates: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, tags FROM metric_series WHERE measurement = $1 AND field = $2 ORDER BY tags")
-            .bind(&selector.measurement)
-            .bind(&selector.field)
-            .fetch_all(db.pool())
-            .await?;
     let mut series = Vec::new();
     let mut wanted = HashMap::new();
-    for (id, canonical) in candidates {
-        let tags = tags_of(&canonical);
-        if selector.tags.iter().all(|want| tags.contains(want)) {
-            wanted.insert(id, series.len());
-            series.push(Series {
-                measurement: selector.measurement.clone(),
-                field: selector.field.clone(),
-                tags,
-                points: Vec::new(),
-            });
-        }
+    for (id, tags) in select_series(db, selector).await? {
+        wanted.insert(id, series.len());
+        series.push(Series {
+            measurement: selector.measurement.clone(),
+            field: selector.field.clone(),
+            tags,
+            points: Vec::new(),
+        });
     }
     if series.is_empty() {
+        return Ok(series);
+    }
+    if step_ns >= super::rollup::MINUTE_NS {
+        let ids: Vec<i64> = wanted.keys().copied().collect();
+        let resolution =
+            if step_ns >= super::rollup::HOUR_NS { super::rollup::HOUR_NS } else { super::rollup::MINUTE_NS };
+        for (id, buckets) in super::rollup::buckets_of(db, &ids, resolution, from_ns, to_ns).await? {
+            series[wanted[&id]].points = super::rollup::averaged(&buckets, from_ns, step_ns);
+        }
         return Ok(series);
     }
     let segments: Vec<(i64, Vec<u8>)> =
@@ -424,9 +440,10 @@ pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_
             .fetch_all(db.pool())
             .await?;
     for (id, data) in segments {
-        let found = decode_segment(&data, &wanted)
+        let found = decode_segment(&data, |s| wanted.contains_key(&s))
             .ok_or_else(|| StoreError::Internal(format!("metric segment {id} is damaged")))?;
-        for (slot, points) in found {
+        for (s, points) in found {
+            let slot = wanted[&s];
             series[slot].points.extend(points.into_iter().filter(|(t, _)| (from_ns..=to_ns).contains(t)));
         }
     }
@@ -493,9 +510,8 @@ mod tests {
     fn a_segment_gives_back_only_the_series_asked_for() {
         let entries = vec![(3, vec![(1, 1.0), (2, 2.0)]), (7, vec![(5, 5.0)])];
         let data = encode_segment(&entries);
-        let wanted = HashMap::from([(7, 0)]);
-        assert_eq!(decode_segment(&data, &wanted), Some(vec![(0, vec![(5, 5.0)])]));
-        assert_eq!(decode_segment(&data[..data.len() - 1], &wanted), None);
+        assert_eq!(decode_segment(&data, |s| s == 7), Some(vec![(7, vec![(5, 5.0)])]));
+        assert_eq!(decode_segment(&data[..data.len() - 1], |s| s == 7), None);
     }
 
     #[test]

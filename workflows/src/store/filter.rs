@@ -152,12 +152,12 @@ pub const ROWS_PER_INSERT: usize = 500;
 pub fn bind_list<I, S>(args: &mut AnyArguments<'static>, values: I) -> String
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any> + 'static,
 {
     let mut placeholders = Vec::new();
     for v in values {
-        // Adding a string to AnyArguments cannot fail.
-        let _ = args.add(v.into());
+        // Adding a string or a number to AnyArguments cannot fail.
+        let _ = args.add(v);
         placeholders.push(format!("${}", args.len()));
     }
     placeholders.join(", ")

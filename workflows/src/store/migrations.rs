@@ -49,6 +49,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (15, "live_change_cis", include_str!("../../migrations/sqlite/0015_live_change_cis.sql")),
     (16, "audit_chain", include_str!("../../migrations/sqlite/0016_audit_chain.sql")),
     (17, "metrics", include_str!("../../migrations/sqlite/0017_metrics.sql")),
+    (18, "metric_rollups", include_str!("../../migrations/sqlite/0018_metric_rollups.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -68,6 +69,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (15, "live_change_cis", include_str!("../../migrations/postgres/0015_live_change_cis.sql")),
     (16, "audit_chain", include_str!("../../migrations/postgres/0016_audit_chain.sql")),
     (17, "metrics", include_str!("../../migrations/postgres/0017_metrics.sql")),
+    (18, "metric_rollups", include_str!("../../migrations/postgres/0018_metric_rollups.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use tollgate_workflows::metrics::line::{parse, Precision};
+use tollgate_workflows::metrics::rollup::{self, Bucket, Pruned, Retention, HOUR_NS, MINUTE_NS};
 use tollgate_workflows::metrics::store::{MetricStore, Selector, Series, WriteSummary};
 use tollgate_workflows::Db;
 
@@ -129,4 +130,92 @@ async fn a_query_backwards_or_with_too_many_steps_is_refused() {
     assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW - 1, 0).await, "to");
     assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW + 86_400 * S, 1).await, "step");
     assert_invalid(store.query(&select("m", "v", &[]), NOW, NOW + 1, -1).await, "step");
+}
+
+/// An instant on the hour, in nanoseconds.
+const BASE: i64 = NOW / HOUR_NS * HOUR_NS;
+
+async fn write_at(store: &MetricStore, points: &[(i64, f64)]) {
+    let body: String = points.iter().map(|(s, v)| format!("m v={v} {}\n", BASE / S + s)).collect();
+    write(store, &body).await;
+}
+
+async fn roll_up_all(db: &Db) -> usize {
+    let mut folded = 0;
+    loop {
+        match rollup::roll_up(db).await.unwrap() {
+            0 => return folded,
+            n => folded += n,
+        }
+    }
+}
+
+fn bucket(start_s: i64, min: f64, max: f64, sum: f64, count: i64) -> Bucket {
+    Bucket { start: BASE + start_s * S, min, max, sum, count }
+}
+
+#[tokio::test]
+async fn rollups_keep_each_minute_and_hour_s_min_max_sum_and_count_and_late_points_merge_in() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    write_at(&store, &[(0, 1.0), (30, 3.0), (60, 5.0)]).await;
+    assert!(roll_up_all(&db).await >= 1);
+    assert_eq!(rollup::roll_up(&db).await.unwrap(), 0, "each segment is folded once");
+
+    let sel = select("m", "v", &[]);
+    let minutes = rollup::rollups(&db, &sel, MINUTE_NS, BASE, BASE + HOUR_NS).await.unwrap();
+    assert_eq!(minutes[0].1, [bucket(0, 1.0, 3.0, 4.0, 2), bucket(60, 5.0, 5.0, 5.0, 1)]);
+    let hours = rollup::rollups(&db, &sel, HOUR_NS, BASE, BASE + HOUR_NS).await.unwrap();
+    assert_eq!(hours[0].1, [bucket(0, 1.0, 5.0, 9.0, 3)]);
+
+    write_at(&store, &[(10, -1.0)]).await;
+    roll_up_all(&db).await;
+    let minutes = rollup::rollups(&db, &sel, MINUTE_NS, BASE, BASE + HOUR_NS).await.unwrap();
+    assert_eq!(minutes[0].1[0], bucket(0, -1.0, 3.0, 3.0, 3), "a late point merges into its minute");
+    let stepped = store.query(&sel, BASE, BASE + 119 * S, 60 * S).await.unwrap();
+    assert_eq!(stepped[0].points, [(BASE, 1.0), (BASE + 60 * S, 5.0)], "a step of a minute reads the rollups");
+}
+
+#[tokio::test]
+async fn pruning_deletes_rolled_up_points_and_buckets_past_their_retention_and_nothing_else() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let two_days = 2 * 24 * 3600;
+    write_at(&store, &[(-two_days, 7.0)]).await;
+    write_at(&store, &[(0, 8.0)]).await;
+    roll_up_all(&db).await;
+    write_at(&store, &[(-two_days + 1, 9.0)]).await;
+    let retention = Retention { raw_ns: 24 * HOUR_NS, minutes_ns: 24 * HOUR_NS, hours_ns: 365 * 24 * HOUR_NS };
+
+    let pruned = rollup::prune(&db, BASE + HOUR_NS, retention).await.unwrap();
+    assert_eq!(pruned, Pruned { segments: 1, buckets: 1 }, "the old rolled-up segment and its minute");
+    let sel = select("m", "v", &[]);
+    let old = store.query(&sel, BASE - two_days * S, BASE - two_days * S + S, 0).await.unwrap();
+    assert_eq!(values(&old[0]).len(), 1, "the old point not yet rolled up stays: {old:?}");
+    let hours = rollup::rollups(&db, &sel, HOUR_NS, BASE - two_days * S, BASE - 1).await.unwrap();
+    assert_eq!(hours[0].1.len(), 1, "the old hour stays for a year");
+    let recent = store.query(&sel, BASE, BASE, 0).await.unwrap();
+    assert_eq!(values(&recent[0]), [(BASE / S - NOW / S, 8.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_roll_up_passes_fold_every_point_once() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    for batch in 0..20 {
+        write_at(&store, &[(batch, 1.0)]).await;
+    }
+    let passes: Vec<_> = (0..4)
+        .map(|_| {
+            let db = Db::clone(&db);
+            tokio::spawn(async move { roll_up_all(&db).await })
+        })
+        .collect();
+    let mut folded = 0;
+    for p in passes {
+        folded += p.await.unwrap();
+    }
+    assert_eq!(folded, 20, "every segment folded by exactly one pass");
+    let hours = rollup::rollups(&db, &select("m", "v", &[]), HOUR_NS, BASE, BASE).await.unwrap();
+    assert_eq!(hours[0].1[0].count, 20);
 }
