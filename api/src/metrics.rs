@@ -4,7 +4,9 @@
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +14,22 @@ pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    incidents_open: IntGaugeVec,
+    changes: IntGaugeVec,
+    approvals_pending: IntGauge,
+    metric_values: IntCounter,
+    metric_skipped: IntCounter,
+    metric_batches: IntCounter,
+}
+
+/// The fleet's figures, read as the endpoint is scraped.
+pub struct Fleet {
+    pub counts: tollgate_workflows::stats::ProcessCounts,
+    pub points: tollgate_workflows::metrics::store::Totals,
+}
+
+fn defined<T>(r: Result<T, prometheus::Error>) -> T {
+    r.unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
 }
 
 impl Metrics {
@@ -34,15 +52,71 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         build.set(1);
+        let incidents_open = defined(IntGaugeVec::new(
+            Opts::new("tollgate_incidents_open", "Incidents neither resolved nor closed, by priority."),
+            &["priority"],
+        ));
+        let changes = defined(IntGaugeVec::new(Opts::new("tollgate_changes", "Changes by state."), &["state"]));
+        let approvals_pending =
+            defined(IntGauge::new("tollgate_approvals_pending", "Changes awaiting approval votes."));
+        let metric_values = defined(IntCounter::new(
+            "tollgate_metric_values_written_total",
+            "Metric field values agents wrote and the store kept, since the server started.",
+        ));
+        let metric_skipped = defined(IntCounter::new(
+            "tollgate_metric_string_fields_skipped_total",
+            "String field values written and not kept (the store keeps numbers), since the server started.",
+        ));
+        let metric_batches = defined(IntCounter::new(
+            "tollgate_metric_batches_total",
+            "Grouped commits of metric points, since the server started.",
+        ));
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(build),
+            Box::new(incidents_open.clone()),
+            Box::new(changes.clone()),
+            Box::new(approvals_pending.clone()),
+            Box::new(metric_values.clone()),
+            Box::new(metric_skipped.clone()),
+            Box::new(metric_batches.clone()),
         ] {
             // Registration fails only on duplicate names, which these are not.
             let _ = registry.register(collector);
         }
-        Metrics { registry, http_requests, http_duration }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            incidents_open,
+            changes,
+            approvals_pending,
+            metric_values,
+            metric_skipped,
+            metric_batches,
+        }
+    }
+
+    /// Brings the fleet's gauges and the metric store's counters up to `fleet`.
+    pub fn set_fleet(&self, fleet: &Fleet) {
+        self.incidents_open.reset();
+        for p in 1..=5 {
+            let n = fleet.counts.open_incidents.iter().find(|(q, _)| *q == p).map_or(0, |(_, n)| *n);
+            self.incidents_open.with_label_values(&[&format!("P{p}")]).set(n);
+        }
+        self.changes.reset();
+        for (state, n) in &fleet.counts.changes {
+            self.changes.with_label_values(&[state.as_str()]).set(*n);
+        }
+        self.approvals_pending.set(fleet.counts.awaiting_approval);
+        for (counter, total) in [
+            (&self.metric_values, fleet.points.values),
+            (&self.metric_skipped, fleet.points.skipped),
+            (&self.metric_batches, fleet.points.batches),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

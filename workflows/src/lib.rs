@@ -17,6 +17,7 @@
 //! - [`freeze`] — freeze (blackout) windows and what they cover.
 //! - [`incident`] — incidents: priority matrix, SLA clocks and escalation, dedup, their process.
 //! - [`metrics`] — what host agents report: the line protocol.
+//! - [`stats`] — counts of the processes' records, for the Prometheus endpoint.
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
 //! - [`error`] — domain and store errors.
@@ -34,6 +35,7 @@ pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod process;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,6 +1,6 @@
 //! Liveness, readiness and the Prometheus endpoint; public, for probes and scrapers.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Fleet, Metrics};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
+use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
 
 pub fn routes() -> Router<AppState> {
@@ -31,6 +32,16 @@ async fn readyz(State(db): State<Db>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// The server's own figures and the fleet's (processes, metric points); if the database cannot be read the
+/// fleet's gauges keep their last values and the server's own figures are still served.
+async fn metrics(
+    State(metrics): State<Arc<Metrics>>,
+    State(db): State<Db>,
+    State(points): State<MetricStore>,
+) -> impl IntoResponse {
+    match tollgate_workflows::stats::process_counts(&db).await {
+        Ok(counts) => metrics.set_fleet(&Fleet { counts, points: points.totals() }),
+        Err(e) => tracing::warn!(error = %e, "the fleet's figures could not be read for /metrics"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
 }

@@ -60,6 +60,37 @@ async fn metrics_count_requests_by_route_template_never_by_raw_id() {
 }
 
 #[tokio::test]
+async fn metrics_show_the_fleet_s_open_incidents_changes_approvals_and_points_written() {
+    let app = spawn_app().await;
+    let operator = app.user_with_roles("otto", &["operator"]).await;
+    let requester = app.user_with_roles("rita", &["requester"]).await;
+    for (impact, urgency) in [("high", "high"), ("high", "high"), ("low", "low")] {
+        let r =
+            app.post("/api/v1/incidents", &operator, json!({"title": "t", "impact": impact, "urgency": urgency})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let ci = app.ci(json!({"kind": "service", "name": "billing"})).await;
+    let change = json!({"kind": "normal", "title": "t", "ci_ids": [ci],
+        "window_start": "2030-01-01T10:00:00Z", "window_end": "2030-01-01T11:00:00Z"});
+    assert_eq!(app.create_change(&requester, change).await.status, StatusCode::CREATED);
+    let write = app.send_bytes(Method::POST, "/api/v2/write", Some(&operator), None, "m a=1,b=2,s=\"x\" 1\n").await;
+    assert_eq!(write.status, StatusCode::NO_CONTENT, "{}", write.body);
+
+    let text = app.send(Method::GET, "/metrics", None, None).await.text();
+    for line in [
+        r#"tollgate_incidents_open{priority="P1"} 2"#,
+        r#"tollgate_incidents_open{priority="P2"} 0"#,
+        r#"tollgate_incidents_open{priority="P5"} 1"#,
+        r#"tollgate_changes{state="draft"} 1"#,
+        "tollgate_approvals_pending 0",
+        "tollgate_metric_values_written_total 2",
+        "tollgate_metric_string_fields_skipped_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_a_client_supplied_one_is_kept() {
     let app = spawn_app().await;
     let a = app.send(Method::GET, "/healthz", None, None).await.request_id();
