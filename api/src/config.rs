@@ -124,6 +124,12 @@ pub struct MetricsConfig {
     pub hour_retention_days: u64,
     /// How often written points are folded into the rollups.
     pub rollup_interval_secs: u64,
+    /// The InfluxDB 2 or VictoriaMetrics write URL every written batch is also sent to; empty: none.
+    pub forward_url: String,
+    /// InfluxDB 2's token for `forward_url`.
+    pub forward_token: Option<Secret>,
+    /// The most bytes of batches waiting to be forwarded.
+    pub forward_buffer_bytes: usize,
 }
 
 impl Default for MetricsConfig {
@@ -134,6 +140,9 @@ impl Default for MetricsConfig {
             minute_retention_days: 30,
             hour_retention_days: 365,
             rollup_interval_secs: 10,
+            forward_url: String::new(),
+            forward_token: None,
+            forward_buffer_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -309,6 +318,13 @@ impl Config {
         }
         if self.metrics.rollup_interval_secs == 0 || self.metrics.rollup_interval_secs > 3600 {
             return bad("metrics.rollup_interval_secs", "must be between 1 and 3600");
+        }
+        let forward = &self.metrics.forward_url;
+        if !(forward.is_empty() || forward.starts_with("http://") || forward.starts_with("https://")) {
+            return bad("metrics.forward_url", "must be empty or an http:// or https:// URL");
+        }
+        if self.metrics.forward_buffer_bytes < 65_536 {
+            return bad("metrics.forward_buffer_bytes", "must be at least 65536");
         }
         if let Some(p) = &self.bootstrap.admin_password {
             if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {

@@ -10,6 +10,7 @@
 //! - [`auth`] — bearer-token authentication and per-route permissions as extractors.
 //! - [`background`] — loops that run beside the API (SLA breach checks).
 //! - [`error`] — the one error shape, and extractors that use it for malformed input.
+//! - [`forward`] — sending written metric batches on to InfluxDB 2 or VictoriaMetrics.
 //! - [`routes`] — one module per resource, each with its `routes()`.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`metrics`] — the server's Prometheus registry and request tracking.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod background;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -65,12 +67,28 @@ pub fn state(config: &Config, db: Db) -> AppState {
     AppState {
         incidents: Arc::new(incidents),
         points: tollgate_workflows::metrics::store::MetricStore::start(db.clone()),
+        forwarder: forwarder(config),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {
             default_ttl_secs: config.auth.token_ttl_secs,
             max_ttl_secs: config.auth.max_token_ttl_secs,
         },
+    }
+}
+
+fn forwarder(config: &Config) -> Option<forward::Forwarder> {
+    let m = &config.metrics;
+    if m.forward_url.is_empty() {
+        return None;
+    }
+    let token = m.forward_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
+    match forward::Forwarder::start(&m.forward_url, &token, m.forward_buffer_bytes) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start forwarding metrics; the server runs without it");
+            None
+        }
     }
 }
 

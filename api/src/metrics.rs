@@ -20,12 +20,18 @@ pub struct Metrics {
     metric_values: IntCounter,
     metric_skipped: IntCounter,
     metric_batches: IntCounter,
+    forward_sent: IntCounter,
+    forward_dropped: IntCounter,
+    forward_refused: IntCounter,
+    forward_queued: IntGauge,
 }
 
 /// The fleet's figures, read as the endpoint is scraped.
 pub struct Fleet {
     pub counts: tollgate_workflows::stats::ProcessCounts,
     pub points: tollgate_workflows::metrics::store::Totals,
+    /// Forwarding's, when it is configured.
+    pub forward: Option<crate::forward::ForwardTotals>,
 }
 
 fn defined<T>(r: Result<T, prometheus::Error>) -> T {
@@ -71,8 +77,26 @@ impl Metrics {
             "tollgate_metric_batches_total",
             "Grouped commits of metric points, since the server started.",
         ));
+        let forward_sent = defined(IntCounter::new(
+            "tollgate_forward_batches_sent_total",
+            "Metric batches forwarded to InfluxDB 2 or VictoriaMetrics, since the server started.",
+        ));
+        let forward_dropped = defined(IntCounter::new(
+            "tollgate_forward_batches_dropped_total",
+            "Metric batches dropped from the full forwarding buffer, since the server started.",
+        ));
+        let forward_refused = defined(IntCounter::new(
+            "tollgate_forward_batches_refused_total",
+            "Metric batches the forwarding target refused as malformed, since the server started.",
+        ));
+        let forward_queued =
+            defined(IntGauge::new("tollgate_forward_batches_queued", "Metric batches waiting to be forwarded."));
         for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(forward_sent.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(forward_dropped.clone()),
+            Box::new(forward_refused.clone()),
+            Box::new(forward_queued.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(build),
             Box::new(incidents_open.clone()),
@@ -95,6 +119,10 @@ impl Metrics {
             metric_values,
             metric_skipped,
             metric_batches,
+            forward_sent,
+            forward_dropped,
+            forward_refused,
+            forward_queued,
         }
     }
 
@@ -116,6 +144,14 @@ impl Metrics {
             (&self.metric_batches, fleet.points.batches),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        if let Some(f) = fleet.forward {
+            for (counter, total) in
+                [(&self.forward_sent, f.sent), (&self.forward_dropped, f.dropped), (&self.forward_refused, f.refused)]
+            {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            self.forward_queued.set(i64::try_from(f.queued).unwrap_or(i64::MAX));
         }
     }
 

@@ -22,6 +22,14 @@ pub struct AppState {
     pub incidents: Arc<IncidentPolicy>,
     /// Metric points agents write.
     pub points: MetricStore,
+    /// Where written batches are also sent, when configured.
+    pub forwarder: Option<crate::forward::Forwarder>,
+}
+
+impl FromRef<AppState> for Option<crate::forward::Forwarder> {
+    fn from_ref(state: &AppState) -> Option<crate::forward::Forwarder> {
+        state.forwarder.clone()
+    }
 }
 
 impl FromRef<AppState> for MetricStore {

@@ -111,7 +111,7 @@ fn drain(
                 continue;
             }
         };
-        match sender.send(&body) {
+        match sender.send(&body, "ns") {
             Outcome::Accepted => {
                 queue.remove(batch.seq)?;
                 if verbose {

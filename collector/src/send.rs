@@ -1,4 +1,4 @@
-//! Sending a batch to the server's InfluxDB v2 write API (or to InfluxDB 2 / VictoriaMetrics).
+//! Sending a batch to an InfluxDB-v2-style write API: the Tollgate server's, InfluxDB 2's, VictoriaMetrics'.
 
 use std::time::Duration;
 
@@ -15,28 +15,36 @@ pub enum Outcome {
 
 pub struct Sender {
     agent: ureq::Agent,
+    /// The write API's URL, with any query it needs (InfluxDB 2: `org` and `bucket`) but the precision.
     url: String,
     authorization: String,
 }
 
 impl Sender {
-    /// Writes to `server` (its base URL, e.g. `http://tollgate:8080`) with `token`.
+    /// Writes to a Tollgate server at `server` (its base URL, e.g. `http://tollgate:8080`) with `token`.
     pub fn new(server: &str, token: &str, timeout: Duration) -> Self {
+        Sender::to_url(&format!("{}/api/v2/write", server.trim_end_matches('/')), token, timeout)
+    }
+
+    /// Writes to the InfluxDB-v2-style write API at `url` (Tollgate, InfluxDB 2 with `?org=…&bucket=…`,
+    /// VictoriaMetrics).
+    pub fn to_url(url: &str, token: &str, timeout: Duration) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
-            .user_agent(concat!("tollgate-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let url = format!("{}/api/v2/write?precision=ns", server.trim_end_matches('/'));
-        Sender { agent, url, authorization: format!("Token {token}") }
+        Sender { agent, url: url.to_owned(), authorization: format!("Token {token}") }
     }
 
-    /// Sends one gzip-compressed batch of line protocol.
-    pub fn send(&self, gzipped: &[u8]) -> Outcome {
+    /// Sends one gzip-compressed batch of line protocol whose timestamps are in `precision`.
+    pub fn send(&self, gzipped: &[u8], precision: &str) -> Outcome {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{separator}precision={precision}", self.url);
         let sent = self
             .agent
-            .post(&self.url)
+            .post(&url)
             .header("Authorization", &self.authorization)
             .header("Content-Encoding", "gzip")
             .header("Content-Type", "text/plain; charset=utf-8")

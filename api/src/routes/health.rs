@@ -38,9 +38,13 @@ async fn metrics(
     State(metrics): State<Arc<Metrics>>,
     State(db): State<Db>,
     State(points): State<MetricStore>,
+    State(forwarder): State<Option<crate::forward::Forwarder>>,
 ) -> impl IntoResponse {
     match tollgate_workflows::stats::process_counts(&db).await {
-        Ok(counts) => metrics.set_fleet(&Fleet { counts, points: points.totals() }),
+        Ok(counts) => {
+            let forward = forwarder.map(|f| f.totals());
+            metrics.set_fleet(&Fleet { counts, points: points.totals(), forward })
+        }
         Err(e) => tracing::warn!(error = %e, "the fleet's figures could not be read for /metrics"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())

@@ -3,6 +3,7 @@
 use super::Text;
 use crate::auth::{Authorized, ReadMetrics, WriteMetrics};
 use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::forward::Forwarder;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::io::Write as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tollgate_workflows::metrics::line::{self, Precision};
@@ -73,6 +75,7 @@ fn influx_error(status: StatusCode, code: &'static str, message: impl Into<Strin
 async fn write(
     _auth: Authorized<WriteMetrics>,
     State(store): State<MetricStore>,
+    State(forwarder): State<Option<Forwarder>>,
     State(db): State<Db>,
     Query(params): Query<WriteParams>,
     headers: HeaderMap,
@@ -92,6 +95,7 @@ async fn write(
         },
     };
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let gzipped = encoding.trim().eq_ignore_ascii_case("gzip");
     let text: Cow<'_, [u8]> = match encoding.trim().to_ascii_lowercase().as_str() {
         "identity" | "" => Cow::Borrowed(&body),
         "gzip" => {
@@ -125,12 +129,28 @@ async fn write(
     };
     let now = i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
     match store.write(&points, now).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => {
+            if let Some(f) = forwarder {
+                // As written: a gzip body goes on as it came.
+                let batch = if gzipped { Ok(body.to_vec()) } else { gzip(&text) };
+                match batch {
+                    Ok(b) => f.push(b, precision.as_str()),
+                    Err(e) => tracing::warn!(error = %e, "a batch could not be compressed for forwarding"),
+                }
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "a metric write was not stored");
             influx_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the points were not stored: retry")
         }
     }
+}
+
+fn gzip(text: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 4), flate2::Compression::fast());
+    enc.write_all(text)?;
+    enc.finish()
 }
 
 #[derive(Deserialize, IntoParams)]
