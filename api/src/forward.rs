@@ -56,7 +56,7 @@ impl Forwarder {
         let forwarder = Forwarder { shared: Arc::new((Mutex::new(Buffer::default()), Condvar::new())), max_bytes };
         let sender = Sender::to_url(url, token, Duration::from_secs(30));
         let shared = forwarder.shared.clone();
-        let target = url.split('?').next().unwrap_or(url).to_owned();
+        let target = loggable(url);
         std::thread::Builder::new()
             .name("metric-forwarder".to_owned())
             .spawn(move || run(&shared, &sender, &target))?;
@@ -83,6 +83,19 @@ impl Forwarder {
     pub fn totals(&self) -> ForwardTotals {
         let b = lock(&self.shared.0);
         ForwardTotals { queued: b.batches.len() as u64, ..b.totals }
+    }
+}
+
+/// The URL without its query or any user and password in it, for the log.
+fn loggable(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let host = rest[..host_end].rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}{}", &rest[host_end..])
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -142,6 +155,15 @@ mod tests {
     /// A forwarder whose thread is not running, to look at the buffer alone.
     fn idle(max_bytes: usize) -> Forwarder {
         Forwarder { shared: Arc::new((Mutex::new(Buffer::default()), Condvar::new())), max_bytes }
+    }
+
+    #[test]
+    fn the_log_names_the_target_without_credentials_or_query() {
+        assert_eq!(
+            loggable("https://u:secret@vm.example:8428/api/v2/write?db=x"),
+            "https://vm.example:8428/api/v2/write"
+        );
+        assert_eq!(loggable("http://influx:8086/api/v2/write?org=o&bucket=b"), "http://influx:8086/api/v2/write");
     }
 
     #[test]

@@ -12,10 +12,10 @@ const FORMAT: u8 = 1;
 pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + points.len() * 4);
     out.push(FORMAT);
-    varint(&mut out, points.len() as u64);
+    push_varint(&mut out, points.len() as u64);
     let mut prev = 0_i64;
     for &(t, _) in points {
-        varint(&mut out, zigzag(t.wrapping_sub(prev)));
+        push_varint(&mut out, zigzag(t.wrapping_sub(prev)));
         prev = t;
     }
     let mut prev = 0_u64;
@@ -28,7 +28,7 @@ pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
         } else {
             let tz = xor.trailing_zeros();
             out.push(tz as u8);
-            varint(&mut out, xor >> tz);
+            push_varint(&mut out, xor >> tz);
         }
     }
     out
@@ -77,7 +77,7 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -85,7 +85,7 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn read_varint(data: &mut &[u8]) -> Option<u64> {
+pub(super) fn read_varint(data: &mut &[u8]) -> Option<u64> {
     let mut v = 0_u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = data.split_first()?;

@@ -234,14 +234,7 @@ impl<'a> Parser<'a> {
         let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
         while self.peek() == Some(b',') {
             self.i += 1;
-            let key = self.name(Escapes::Key, b",= ");
-            if key.is_empty() {
-                return Err("a tag key is empty".to_owned());
-            }
-            if self.peek() != Some(b'=') {
-                return Err(format!("tag {key:?} has no value (tags are key=value)"));
-            }
-            self.i += 1;
+            let key = self.key("tag")?;
             let value = self.name(Escapes::Key, b", ");
             if value.is_empty() {
                 return Err(format!("tag {key:?} has an empty value"));
@@ -260,14 +253,7 @@ impl<'a> Parser<'a> {
         }
         let mut fields = Vec::new();
         loop {
-            let key = self.name(Escapes::Key, b",= ");
-            if key.is_empty() {
-                return Err("a field key is empty".to_owned());
-            }
-            if self.peek() != Some(b'=') {
-                return Err(format!("field {key:?} has no value (fields are key=value)"));
-            }
-            self.i += 1;
+            let key = self.key("field")?;
             let value = self.field_value(&key)?;
             fields.push((key, value));
             if self.peek() == Some(b',') {
@@ -296,6 +282,19 @@ impl<'a> Parser<'a> {
                 Err(format!("unexpected {rest:?} after the point"))
             }
         }
+    }
+
+    /// A tag or field key (`what`) and the `=` after it.
+    fn key(&mut self, what: &str) -> Result<Cow<'a, str>, String> {
+        let key = self.name(Escapes::Key, b",= ");
+        if key.is_empty() {
+            return Err(format!("a {what} key is empty"));
+        }
+        if self.peek() != Some(b'=') {
+            return Err(format!("{what} {key:?} has no value ({what}s are key=value)"));
+        }
+        self.i += 1;
+        Ok(key)
     }
 
     fn field_value(&mut self, key: &str) -> Result<FieldValue<'a>, String> {

@@ -6,7 +6,7 @@
 //! (measurement, field, tags) is numbered once in `metric_series`. Numeric fields are kept as floats
 //! (integers, unsigned integers, and booleans as 1 or 0); string fields are not kept, and are counted.
 
-use super::block;
+use super::block::{self, push_varint, read_varint};
 use super::line::{push_escaped_key, FieldValue, Point};
 use crate::error::{StoreError, StoreResult};
 use crate::store::Db;
@@ -357,27 +357,6 @@ pub(super) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<
         }
     }
     Some(found)
-}
-
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint(data: &mut &[u8]) -> Option<u64> {
-    let mut v = 0_u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = data.split_first()?;
-        *data = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// The series `selector` names: (number, tags), ordered by their tags.
