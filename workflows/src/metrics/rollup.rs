@@ -18,8 +18,9 @@ pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 
 /// Segments folded per pass (and per transaction).
 const SEGMENTS_PER_PASS: i64 = 64;
-/// Buckets per upsert statement (seven values each).
-const BUCKETS_PER_STATEMENT: usize = 400;
+/// Buckets per upsert statement (seven values each). SQLite looks a bound value's name up in a list as long as
+/// the statement's values, so binding costs the square of their number: statements stay small.
+const BUCKETS_PER_STATEMENT: usize = 64;
 
 /// One bucket of a series' rollup.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -89,8 +89,8 @@ impl Batch {
     }
 }
 
-/// Keys per statement when numbering new series (three values each).
-const KEYS_PER_STATEMENT: usize = 300;
+/// Keys per statement when numbering new series (three values each; see rollup's BUCKETS_PER_STATEMENT).
+const KEYS_PER_STATEMENT: usize = 100;
 /// Buckets a query may return per series.
 pub const MAX_BUCKETS: i64 = 11_000;
 
