@@ -16,7 +16,8 @@
 //! - [`change`] — changes: typed plans, rollback, risk, conflicts and their lifecycle.
 //! - [`freeze`] — freeze (blackout) windows and what they cover.
 //! - [`incident`] — incidents: priority matrix, SLA clocks and escalation, dedup, their process.
-//! - [`metrics`] — what host agents report: the line protocol.
+//! - [`metrics`] — what host agents report: the line protocol, the point store, rollups.
+//! - [`alert`] — alert rules as data.
 //! - [`stats`] — counts of the processes' records, for the Prometheus endpoint.
 //! - [`clock`] — injected time.
 //! - [`text`] — bounded text and paging values.
@@ -24,6 +25,7 @@
 //! - `testing` — helpers for test suites (feature `testing`).
 
 pub mod accounts;
+pub mod alert;
 pub mod approval;
 pub mod audit;
 pub mod change;

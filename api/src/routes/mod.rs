@@ -1,5 +1,6 @@
 //! Every route, grouped by resource; each module exposes `routes()` and the router merges them.
 
+mod alert_rules;
 mod approvals;
 mod audit;
 mod changes;
@@ -36,6 +37,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(notifications::routes())
         .merge(audit::routes())
         .merge(metrics::routes())
+        .merge(alert_rules::routes())
 }
 
 /// The InfluxDB-v2-compatible write API agents (and InfluxDB's clients) write points to.

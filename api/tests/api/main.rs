@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod alert_rules;
 mod approvals;
 mod authz;
 mod bad_input;

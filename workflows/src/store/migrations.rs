@@ -50,6 +50,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (16, "audit_chain", include_str!("../../migrations/sqlite/0016_audit_chain.sql")),
     (17, "metrics", include_str!("../../migrations/sqlite/0017_metrics.sql")),
     (18, "metric_rollups", include_str!("../../migrations/sqlite/0018_metric_rollups.sql")),
+    (19, "alert_rules", include_str!("../../migrations/sqlite/0019_alert_rules.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -70,6 +71,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (16, "audit_chain", include_str!("../../migrations/postgres/0016_audit_chain.sql")),
     (17, "metrics", include_str!("../../migrations/postgres/0017_metrics.sql")),
     (18, "metric_rollups", include_str!("../../migrations/postgres/0018_metric_rollups.sql")),
+    (19, "alert_rules", include_str!("../../migrations/postgres/0019_alert_rules.sql")),
 ];
 
 /// The migrator for `engine`.
