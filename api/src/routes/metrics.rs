@@ -33,7 +33,7 @@ pub fn influx_routes() -> OpenApiRouter<AppState> {
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(query_series))
+    OpenApiRouter::new().routes(routes!(query_series)).routes(routes!(utilisation))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -238,4 +238,45 @@ async fn query_series(
         })
         .collect();
     Ok(Json(SeriesList { series }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UtilisationQuery {
+    /// `host` (the default), `cluster` or `region`: the agents' tag to group by.
+    #[param(inline)]
+    by: Option<Text<16>>,
+    /// RFC 3339; default: a day before `to`.
+    #[param(inline)]
+    from: Option<Text<64>>,
+    /// RFC 3339; default: now.
+    #[param(inline)]
+    to: Option<Text<64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UtilisationList {
+    pub by: String,
+    pub groups: Vec<tollgate_workflows::metrics::report::Utilisation>,
+}
+
+/// Average and 95th percentile of CPU and memory use per host, cluster or region over a window (from the
+/// per-minute rollups).
+#[utoipa::path(get, path = "/metrics/utilisation", tag = "metrics", params(UtilisationQuery),
+    responses((status = 200, body = UtilisationList)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn utilisation(
+    _auth: Authorized<ReadMetrics>,
+    State(db): State<Db>,
+    Query(q): Query<UtilisationQuery>,
+) -> ApiResult<Json<UtilisationList>> {
+    let by = q.by.map(Text::into_inner).unwrap_or_else(|| "host".to_owned());
+    let to = match instant("to", q.to)? {
+        Some(t) => t,
+        None => i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX),
+    };
+    let from = instant("from", q.from)?.unwrap_or(to.saturating_sub(86_400 * 1_000_000_000));
+    let groups = tollgate_workflows::metrics::report::utilisation(&db, &by, from, to).await?;
+    Ok(Json(UtilisationList { by, groups }))
 }

@@ -175,3 +175,23 @@ async fn the_server_stores_its_own_machine_s_metrics_until_it_stops() {
     stop.send(true).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), task).await.expect("the loop stops").unwrap();
 }
+
+#[tokio::test]
+async fn utilisation_per_host_comes_from_what_agents_wrote() {
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let body: String =
+        (0..5).map(|m| format!("cpu,cpu=cpu-total,host=hv-01,cluster=eu usage_idle=75 {}\n", T0 + m * 60)).collect();
+    assert_eq!(write(&app, &agent, "precision=s", None, body.into_bytes()).await.status, StatusCode::NO_CONTENT);
+    while tollgate_workflows::metrics::rollup::roll_up(&app.db).await.unwrap() > 0 {}
+    let window = "from=2023-11-14T22:00:00Z&to=2023-11-14T23:00:00Z";
+    let r = app.get(&format!("/api/v1/metrics/utilisation?by=cluster&{window}"), &viewer).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["by"], "cluster");
+    assert_eq!(r.body["groups"][0]["group"], "eu");
+    assert_eq!(r.body["groups"][0]["cpu_avg"], 25.0);
+    let bad = app.get(&format!("/api/v1/metrics/utilisation?by=rack&{window}"), &viewer).await;
+    bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(bad.field(), Some("by"));
+}

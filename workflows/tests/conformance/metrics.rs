@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use tollgate_workflows::metrics::line::{parse, Precision};
+use tollgate_workflows::metrics::report;
 use tollgate_workflows::metrics::rollup::{self, Bucket, Pruned, Retention, HOUR_NS, MINUTE_NS};
 use tollgate_workflows::metrics::store::{MetricStore, Selector, Series, WriteSummary};
 use tollgate_workflows::Db;
@@ -218,4 +219,36 @@ async fn concurrent_roll_up_passes_fold_every_point_once() {
     assert_eq!(folded, 20, "every segment folded by exactly one pass");
     let hours = rollup::rollups(&db, &select("m", "v", &[]), HOUR_NS, BASE, BASE).await.unwrap();
     assert_eq!(hours[0].1[0].count, 20);
+}
+
+#[tokio::test]
+async fn utilisation_is_averaged_and_ranked_per_host_and_pooled_per_cluster() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    // Ten minutes: hv-1 idles 90 % but one minute 10 %; hv-2 idles 50 %. Both in cluster eu.
+    let mut body = String::new();
+    for minute in 0..10 {
+        let t = BASE / S + minute * 60;
+        let idle = if minute == 9 { 10 } else { 90 };
+        body.push_str(&format!("cpu,cpu=cpu-total,host=hv-1,cluster=eu usage_idle={idle} {t}\n"));
+        body.push_str(&format!("cpu,cpu=cpu-total,host=hv-2,cluster=eu usage_idle=50 {t}\n"));
+        body.push_str(&format!("mem,host=hv-1,cluster=eu used_percent=40 {t}\n"));
+    }
+    write(&store, &body).await;
+    roll_up_all(&db).await;
+    let window = (BASE, BASE + HOUR_NS);
+
+    let hosts = report::utilisation(&db, "host", window.0, window.1).await.unwrap();
+    let hv1 = &hosts[0];
+    assert_eq!((hv1.group.as_str(), hv1.hosts, hv1.minutes), ("hv-1", 1, 10));
+    assert!((hv1.cpu_avg - 18.0).abs() < 1e-9, "nine minutes at 10 % and one at 90 %: {hv1:?}");
+    assert_eq!(hv1.cpu_p95, 90.0, "the busy minute is the 95th percentile of ten");
+    assert_eq!((hv1.memory_avg, hv1.memory_p95), (Some(40.0), Some(40.0)));
+    assert_eq!((hosts[1].group.as_str(), hosts[1].cpu_avg, hosts[1].memory_avg), ("hv-2", 50.0, None));
+
+    let clusters = report::utilisation(&db, "cluster", window.0, window.1).await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!((clusters[0].group.as_str(), clusters[0].hosts, clusters[0].minutes), ("eu", 2, 20));
+    assert!((clusters[0].cpu_avg - 34.0).abs() < 1e-9, "{:?}", clusters[0]);
+    assert_invalid(report::utilisation(&db, "datacenter", window.0, window.1).await, "by");
 }
