@@ -9,11 +9,13 @@
 //!   cargo bench -p tollgate-api --bench ingest -- --url http://127.0.0.1:8080/api/v2/write [--token T]
 //!       [--hosts 1000] [--series 50] [--lines 5000] [--connections 4] [--seconds 20]
 
+mod common;
+
 use anyhow::{bail, Context};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 struct Args {
@@ -116,25 +118,7 @@ impl Conn {
         let s = self.stream.get_mut();
         s.write_all(head.as_bytes()).await?;
         s.write_all(body).await?;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).context("no status line")?.parse()?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).await?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse()?;
-                }
-            }
-        }
-        let mut rest = vec![0; length];
-        self.stream.read_exact(&mut rest).await?;
+        let (status, rest) = common::read_response(&mut self.stream).await?;
         if !(200..300).contains(&status) {
             bail!("the target answered {status}: {}", String::from_utf8_lossy(&rest));
         }
@@ -152,18 +136,24 @@ async fn run(a: Args) -> anyhow::Result<()> {
     let rest = a.url.strip_prefix("http://").context("--url must be http://host:port/path")?;
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
     let path = format!("/{}{}precision=ns", path.trim_start_matches('/'), if path.contains('?') { "&" } else { "?" });
-    let template = batches(&a);
-    let per_round = template.len();
+    // The batches, dealt out to the connections before the clock starts.
+    let all = batches(&a);
+    let per_round = all.len();
+    let mut shares: Vec<Vec<Batch>> = (0..a.connections).map(|_| Vec::new()).collect();
+    for (i, b) in all.into_iter().enumerate() {
+        shares[i % a.connections].push(b);
+    }
+    let mut conns = Vec::new();
+    for _ in 0..a.connections {
+        conns.push(Conn::open(host, &path, a.token.as_deref()).await?);
+    }
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     // Each round stamps every batch 10 s after the round before: every point is a new one.
     let t0 = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 - 86_400_000_000_000;
     let mut tasks = Vec::new();
-    for c in 0..a.connections {
-        let mut mine: Vec<Batch> =
-            batches(&a).into_iter().enumerate().filter(|(i, _)| i % a.connections == c).map(|(_, b)| b).collect();
-        let mut conn = Conn::open(host, &path, a.token.as_deref()).await?;
+    for (mut mine, mut conn) in shares.into_iter().zip(conns) {
         let sent = sent.clone();
         tasks.push(tokio::spawn(async move {
             let mut round = 0_i64;

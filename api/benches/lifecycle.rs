@@ -7,10 +7,12 @@
 //!
 //!   cargo bench -p tollgate-api --bench lifecycle -- [--clients 64] [--seconds 20] [--max-lifecycles 100000]
 
+mod common;
+
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tollgate_workflows::accounts::{self, bootstrap_admin, NewUser, Password, Role, RoleSet, Username};
 use tollgate_workflows::text::Name;
@@ -70,25 +72,7 @@ impl Conn {
             body.len()
         );
         self.stream.get_mut().write_all(message.as_bytes()).await?;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).context("no status line")?.parse()?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).await?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse()?;
-                }
-            }
-        }
-        let mut buf = vec![0; length];
-        self.stream.read_exact(&mut buf).await?;
+        let (status, buf) = common::read_response(&mut self.stream).await?;
         let value = if buf.is_empty() { Value::Null } else { serde_json::from_slice(&buf)? };
         Ok((status, value))
     }

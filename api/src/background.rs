@@ -59,7 +59,7 @@ pub fn spawn_self_metrics(
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            let at = i64::try_from(clock.now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+            let at = clock.now_nanos();
             // Reading /proc is a handful of small files: quick enough not to need a blocking thread.
             let mut missing = Vec::new();
             let points: Vec<_> = reader.collect(&mut missing).into_iter().map(|r| r.into_point(&tags, at)).collect();
@@ -108,7 +108,7 @@ pub fn spawn_metric_upkeep(
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(std::time::Instant::now());
-                let now = i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+                let now = db.clock().now_nanos();
                 match rollup::prune(&db, now, retention).await {
                     Ok(p) if p.segments + p.buckets > 0 => {
                         tracing::info!(

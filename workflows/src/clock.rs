@@ -32,6 +32,11 @@ impl Clock {
         from_millis(to_millis(at))
     }
 
+    /// [`Clock::now`] in nanoseconds since the Unix epoch (metric points' unit).
+    pub fn now_nanos(&self) -> i64 {
+        i64::try_from(self.now().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+    }
+
     /// Moves a manual clock forward; the system clock ignores it.
     pub fn advance(&self, by: time::Duration) {
         if let ClockInner::Manual(at) = &*self.0 {

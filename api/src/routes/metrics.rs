@@ -127,7 +127,7 @@ async fn write(
         Ok(points) => points,
         Err(e) => return influx_error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    let now = i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    let now = db.clock().now_nanos();
     match store.write(&points, now).await {
         Ok(_) => {
             if let Some(f) = forwarder {
@@ -199,6 +199,13 @@ fn instant(field: &str, text: Option<Text<64>>) -> ApiResult<Option<i64>> {
     Ok(Some(i64::try_from(at.unix_timestamp_nanos()).map_err(|_| ApiError::validation(field, "is out of range"))?))
 }
 
+/// The window `from`/`to` name in nanoseconds: `to` defaults to now, `from` to `default_secs` before `to`.
+fn window(db: &Db, from: Option<Text<64>>, to: Option<Text<64>>, default_secs: i64) -> ApiResult<(i64, i64)> {
+    let to = instant("to", to)?.unwrap_or_else(|| db.clock().now_nanos());
+    let from = instant("from", from)?.unwrap_or(to.saturating_sub(default_secs * 1_000_000_000));
+    Ok((from, to))
+}
+
 /// The points of the series a measurement's field has with the given tags, for charts.
 #[utoipa::path(get, path = "/metrics/query", tag = "metrics", params(SeriesQuery),
     responses((status = 200, body = SeriesList)),
@@ -220,11 +227,7 @@ async fn query_series(
             parsed.tags.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
         }
     };
-    let to = match instant("to", q.to)? {
-        Some(t) => t,
-        None => i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX),
-    };
-    let from = instant("from", q.from)?.unwrap_or(to.saturating_sub(3_600 * 1_000_000_000));
+    let (from, to) = window(&db, q.from, q.to, 3_600)?;
     let step = i64::try_from(q.step.unwrap_or(0)).unwrap_or(i64::MAX).saturating_mul(1_000_000_000);
     let selector = Selector { measurement: q.measurement.into_inner(), field: q.field.into_inner(), tags };
     let found = store.query(&selector, from, to, step).await?;
@@ -272,11 +275,7 @@ async fn utilisation(
     Query(q): Query<UtilisationQuery>,
 ) -> ApiResult<Json<UtilisationList>> {
     let by = q.by.map(Text::into_inner).unwrap_or_else(|| "host".to_owned());
-    let to = match instant("to", q.to)? {
-        Some(t) => t,
-        None => i64::try_from(db.clock().now().unix_timestamp_nanos()).unwrap_or(i64::MAX),
-    };
-    let from = instant("from", q.from)?.unwrap_or(to.saturating_sub(86_400 * 1_000_000_000));
+    let (from, to) = window(&db, q.from, q.to, 86_400)?;
     let groups = tollgate_workflows::metrics::report::utilisation(&db, &by, from, to).await?;
     Ok(Json(UtilisationList { by, groups }))
 }

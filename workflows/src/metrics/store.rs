@@ -444,32 +444,12 @@ pub async fn query(db: &Db, selector: &Selector, from_ns: i64, to_ns: i64, step_
     Ok(series)
 }
 
-/// The average of the points in each step that has any, stamped with the step's start.
+/// The average of the points in each step that has any, stamped with the step's start: each point a bucket of
+/// one, averaged as the rollups' buckets are.
 fn averaged(points: &[(i64, f64)], from_ns: i64, step_ns: i64) -> Vec<(i64, f64)> {
-    let mut out: Vec<(i64, f64)> = Vec::new();
-    let mut current: Option<(i64, f64, u32)> = None;
-    for &(t, v) in points {
-        // t is at or after from_ns, so the step's start is too, and no later than t.
-        let start = (i128::from(from_ns)
-            + (i128::from(t) - i128::from(from_ns)) / i128::from(step_ns) * i128::from(step_ns))
-            as i64;
-        match &mut current {
-            Some((s, sum, n)) if *s == start => {
-                *sum += v;
-                *n += 1;
-            }
-            _ => {
-                if let Some((s, sum, n)) = current.take() {
-                    out.push((s, sum / f64::from(n)));
-                }
-                current = Some((start, v, 1));
-            }
-        }
-    }
-    if let Some((s, sum, n)) = current {
-        out.push((s, sum / f64::from(n)));
-    }
-    out
+    let buckets: Vec<super::rollup::Bucket> =
+        points.iter().map(|&(t, v)| super::rollup::Bucket { start: t, min: v, max: v, sum: v, count: 1 }).collect();
+    super::rollup::averaged(&buckets, from_ns, step_ns)
 }
 
 #[cfg(test)]
