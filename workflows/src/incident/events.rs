@@ -50,6 +50,15 @@ impl GuardCheck for IncidentGuards<'_> {
 
 /// Fires `e` on an incident for a person with `roles`, under the process version the incident started with.
 pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: IncidentEvent) -> StoreResult<Incident> {
+    fire_as(db, ctx, id, &Actor::Person(roles.clone()), e).await
+}
+
+/// Fires `e` on an incident as Tollgate itself (an alert that recovered resolves its incident).
+pub async fn fire_system(db: &Db, ctx: &AuditContext, id: &str, e: IncidentEvent) -> StoreResult<Incident> {
+    fire_as(db, ctx, id, &Actor::System, e).await
+}
+
+async fn fire_as(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e: IncidentEvent) -> StoreResult<Incident> {
     let comment = e.comment.as_deref().map(|c| Description::parse("comment", c)).transpose()?;
     let mut tx = db.write_rows(ctx).await?;
     let row = fetch_row_locked(&mut tx, id).await?;
@@ -64,11 +73,12 @@ pub async fn fire(db: &Db, ctx: &AuditContext, id: &str, roles: &RoleSet, e: Inc
         None => false,
     };
     let guards = IncidentGuards { comment: comment.as_ref().map(Description::as_str), assignee_ok };
-    let decision = process::decide(&def.definition, &row.state, &e.event, &Actor::Person(roles.clone()), &guards)?;
+    let decision = process::decide(&def.definition, &row.state, &e.event, actor, &guards)?;
     // Someone who may fire the event only as a requester may do so only on an incident they reported.
     let besides_requester: Vec<Role> =
         decision.transition.roles.iter().copied().filter(|r| *r != Role::Requester).collect();
-    if !roles.permits(&besides_requester) && ctx.actor != row.reported_by {
+    let as_requester_only = matches!(actor, Actor::Person(roles) if !roles.permits(&besides_requester));
+    if as_requester_only && ctx.actor != row.reported_by {
         return Err(StoreError::Forbidden(format!(
             "only the reporter of {} or an operator may {} it",
             format_args!("INC-{:06}", row.number),

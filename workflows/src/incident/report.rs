@@ -76,6 +76,27 @@ pub(super) fn due_times(
 
 /// Opens an incident, or folds the report into the open incident with the same dedup key.
 pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: IncidentReport) -> StoreResult<Reported> {
+    report_with(db, ctx, policy, r, true).await
+}
+
+/// Opens an incident unless one with the report's dedup key is open; that one is returned untouched (as
+/// `Updated`). For a reporter that may repeat itself, such as two servers evaluating one alert.
+pub async fn report_once(
+    db: &Db,
+    ctx: &AuditContext,
+    policy: &IncidentPolicy,
+    r: IncidentReport,
+) -> StoreResult<Reported> {
+    report_with(db, ctx, policy, r, false).await
+}
+
+async fn report_with(
+    db: &Db,
+    ctx: &AuditContext,
+    policy: &IncidentPolicy,
+    r: IncidentReport,
+    fold: bool,
+) -> StoreResult<Reported> {
     let mut ci_list = r.ci_ids.clone();
     ci_list.sort();
     ci_list.dedup();
@@ -103,6 +124,9 @@ pub async fn report(db: &Db, ctx: &AuditContext, policy: &IncidentPolicy, r: Inc
         };
         if let Some(id) = open {
             let before = fetch(tx.conn(), &id).await?;
+            if !fold {
+                return Ok(Reported::Updated(before));
+            }
             // A repeated report may say it is worse than first thought; never better.
             let impact = before.impact.min(r.impact);
             let urgency = before.urgency.min(r.urgency);

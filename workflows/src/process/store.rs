@@ -184,16 +184,26 @@ pub async fn define(db: &Db, ctx: &AuditContext, def: ProcessDefinition) -> Stor
     Ok((stored, true))
 }
 
-/// Stores version 1 of each shipped definition whose process has no version yet; returns how many.
+/// Stores version 1 of each shipped definition whose process has no version yet, and the shipped definition
+/// as a new version of a process still at a definition an earlier release shipped; returns how many.
 pub async fn seed_defaults(db: &Db) -> StoreResult<usize> {
     let mut seeded = 0;
     for (name, json) in super::DEFAULTS {
-        let present: Option<(i64,)> = sqlx::query_as("SELECT version FROM process_definitions WHERE name = $1 LIMIT 1")
-            .bind(*name)
-            .fetch_optional(db.pool())
-            .await?;
-        if present.is_some() {
-            continue;
+        let latest: Option<(String,)> =
+            sqlx::query_as("SELECT body FROM process_definitions WHERE name = $1 ORDER BY version DESC LIMIT 1")
+                .bind(*name)
+                .fetch_optional(db.pool())
+                .await?;
+        if let Some((body,)) = latest {
+            let stored: ProcessDefinition = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Internal(format!("stored process {name} does not parse: {e}")))?;
+            let shipped_before = super::PREVIOUS
+                .iter()
+                .filter(|(n, _)| n == name)
+                .any(|(_, old)| ProcessDefinition::from_json(old).is_ok_and(|old| old == stored));
+            if !shipped_before {
+                continue;
+            }
         }
         let def = ProcessDefinition::from_json(json)?;
         if define(db, &AuditContext::system("seed-processes"), def).await?.1 {

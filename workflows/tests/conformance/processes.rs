@@ -66,3 +66,27 @@ async fn an_unknown_process_or_version_is_not_found() {
     assert!(matches!(process::get_definition(&db, "nope", None).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(process::get_definition(&db, "incident", Some(9)).await, Err(StoreError::NotFound { .. })));
 }
+
+#[tokio::test]
+async fn a_process_still_as_an_earlier_release_shipped_it_follows_the_shipped_one_and_an_edited_one_does_not() {
+    let db = fresh_db().await;
+    let (incident, old) = process::PREVIOUS[0];
+    process::define(
+        &db,
+        &tollgate_workflows::AuditContext::system("seed-processes"),
+        ProcessDefinition::from_json(old).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(process::seed_defaults(&db).await.unwrap(), DEFAULTS.len(), "three seeded, one brought up to date");
+    let current = process::get_definition(&db, incident, None).await.unwrap();
+    assert_eq!(current.version, 2);
+    assert!(current.definition.transitions.iter().any(|t| t.event == "recover" && t.system));
+    assert_eq!(process::seed_defaults(&db).await.unwrap(), 0, "a second start changes nothing");
+
+    let mut edited = ProcessDefinition::from_json(old).unwrap();
+    edited.description = "Ours.".into();
+    process::define(&db, &ctx(), edited.clone()).await.unwrap();
+    assert_eq!(process::seed_defaults(&db).await.unwrap(), 0);
+    assert_eq!(process::get_definition(&db, incident, None).await.unwrap().definition, edited, "an edit is kept");
+}

@@ -106,7 +106,11 @@ async fn random_event_sequences_only_ever_follow_the_declared_transitions() {
             (state, count) = (stored.state, now);
         }
     }
-    let declared: BTreeSet<(String, String)> =
-        def.transitions.iter().flat_map(|t| t.from.iter().map(|f| (t.event.clone(), f.clone()))).collect();
-    assert_eq!(fired, declared, "the walks fired every declared transition at least once");
+    let declared: BTreeSet<(String, String)> = def
+        .transitions
+        .iter()
+        .filter(|t| !t.system)
+        .flat_map(|t| t.from.iter().map(|f| (t.event.clone(), f.clone())))
+        .collect();
+    assert_eq!(fired, declared, "the walks fired every transition a person may fire at least once");
 }

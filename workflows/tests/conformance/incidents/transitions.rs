@@ -6,7 +6,8 @@ use tollgate_workflows::process::Guard;
 
 const STATES: [&str; 6] = ["new", "assigned", "in_progress", "pending", "resolved", "closed"];
 
-/// (event, the states it leaves from, the state it goes to) of the shipped `incident` process.
+/// (event, the states it leaves from, the state it goes to) of the shipped `incident` process, for the
+/// events people fire.
 const TABLE: [(&str, &[&str], &str); 7] = [
     ("assign", &["new", "assigned", "in_progress"], "assigned"),
     ("start_work", &["assigned"], "in_progress"),
@@ -16,6 +17,9 @@ const TABLE: [(&str, &[&str], &str); 7] = [
     ("reopen", &["resolved"], "in_progress"),
     ("close", &["resolved"], "closed"),
 ];
+
+/// The events only Tollgate fires: an alert that recovered resolves its incident.
+const SYSTEM: [(&str, &[&str], &str); 1] = [("recover", &["new", "assigned", "in_progress"], "resolved")];
 
 /// The events that take a new incident to `state`.
 fn path_to(state: &str) -> &'static [&'static str] {
@@ -46,13 +50,37 @@ async fn the_shipped_incident_process_declares_exactly_the_expected_states_and_t
     assert_eq!(states, STATES);
     assert_eq!(def.initial, "new");
     assert_eq!(def.states.iter().filter(|s| s.terminal).map(|s| s.name.as_str()).collect::<Vec<_>>(), ["closed"]);
-    let table: Vec<(&str, Vec<&str>, &str)> = def
+    let mut table: Vec<(&str, Vec<&str>, &str)> = def
         .transitions
         .iter()
         .map(|t| (t.event.as_str(), t.from.iter().map(String::as_str).collect(), t.to.as_str()))
         .collect();
-    let expected: Vec<(&str, Vec<&str>, &str)> = TABLE.iter().map(|(e, f, t)| (*e, f.to_vec(), *t)).collect();
+    let mut expected: Vec<(&str, Vec<&str>, &str)> =
+        TABLE.iter().chain(&SYSTEM).map(|(e, f, t)| (*e, f.to_vec(), *t)).collect();
+    table.sort();
+    expected.sort();
     assert_eq!(table, expected);
+    for t in &def.transitions {
+        assert_eq!(t.system, SYSTEM.iter().any(|(e, _, _)| *e == t.event), "{} is system-only or not", t.event);
+    }
+}
+
+#[tokio::test]
+async fn only_tollgate_resolves_an_incident_by_recovery_and_it_needs_no_assignee() {
+    let db = incident_db().await;
+    let bob = assignee(&db, "bob").await;
+    for (event, froms, to) in SYSTEM {
+        for from in froms {
+            let i = incident_in(&db, from, &bob.id).await;
+            let refused = refusal(fire(&db, &i.id, &roles(&[Role::Admin]), event, Some("fine now"), None).await);
+            assert_eq!(refused, TransitionError::SystemOnly { event: event.to_owned() });
+            let e = IncidentEvent { event: event.to_owned(), comment: Some("fine now".into()), assignee_id: None };
+            let ctx = tollgate_workflows::AuditContext::system("test");
+            let after = incident::fire_system(&db, &ctx, &i.id, e).await.unwrap();
+            assert_eq!(after.state, to, "{event} from {from}");
+            assert!(after.resolved_at.is_some(), "the SLA clock stops");
+        }
+    }
 }
 
 #[tokio::test]
