@@ -3,7 +3,11 @@
 //! hysteresis, then a quiet period), and how grave it is (severity → the incident's impact and urgency).
 //!
 //! Rules are kept here with an audit record for every change; evaluating them against the metric store and
-//! opening incidents through the incident process is the evaluator's work.
+//! opening incidents through the incident process is the [`Evaluator`]'s work.
+
+mod evaluate;
+
+pub use evaluate::*;
 
 use crate::clock::{from_millis, to_millis};
 use crate::error::{StoreError, StoreResult, ValidationError};

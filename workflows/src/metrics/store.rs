@@ -302,7 +302,7 @@ fn canonical_tags(tags: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)
 }
 
 /// The tags of a canonical tag text, read back with the line-protocol parser.
-fn tags_of(canonical: &str) -> Vec<(String, String)> {
+pub(crate) fn tags_of(canonical: &str) -> Vec<(String, String)> {
     if canonical.is_empty() {
         return Vec::new();
     }
@@ -337,7 +337,7 @@ fn encode_segment(entries: &[(i64, Vec<(i64, f64)>)]) -> Vec<u8> {
 }
 
 /// The points of a segment's series that `want` accepts, by series number; `None` when the segment is damaged.
-pub(super) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<Vec<(i64, Points)>> {
+pub(crate) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<Vec<(i64, Points)>> {
     let (&format, mut rest) = data.split_first()?;
     if format != SEGMENT_FORMAT {
         return None;

@@ -51,6 +51,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (17, "metrics", include_str!("../../migrations/sqlite/0017_metrics.sql")),
     (18, "metric_rollups", include_str!("../../migrations/sqlite/0018_metric_rollups.sql")),
     (19, "alert_rules", include_str!("../../migrations/sqlite/0019_alert_rules.sql")),
+    (20, "alert_states", include_str!("../../migrations/sqlite/0020_alert_states.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -72,6 +73,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (17, "metrics", include_str!("../../migrations/postgres/0017_metrics.sql")),
     (18, "metric_rollups", include_str!("../../migrations/postgres/0018_metric_rollups.sql")),
     (19, "alert_rules", include_str!("../../migrations/postgres/0019_alert_rules.sql")),
+    (20, "alert_states", include_str!("../../migrations/postgres/0020_alert_states.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -25,8 +25,10 @@
 //! - `audit_chain` — verifying the hash chain and detecting tampering, also under concurrent writers.
 //! - `writers` — which writers wait for which: records take turns, different records run side by side.
 //! - `metrics` — metric points: grouped commits, series and tags, steps.
+//! - `alerts` — alert rules judged against points: incidents opened, held back and resolved.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod approval_timeouts;
 mod approvals;
 mod audit_chain;
