@@ -1,10 +1,14 @@
-//! Loops that run beside the API: SLA and approval timers, and reading this machine's metrics. Each waits on
-//! its tick or on shutdown; a failed round is logged and the loop goes on.
+//! Loops that run beside the API: SLA and approval timers, reading this machine's metrics, rollups and
+//! retention, and alert evaluation. Each waits on its tick or on shutdown; a failed round is logged and the
+//! loop goes on.
 
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tollgate_collector::host::{self, HostReader};
+use tollgate_workflows::alert::{Evaluator, EvaluatorTotals};
+use tollgate_workflows::incident::IncidentPolicy;
 use tollgate_workflows::metrics::rollup::{self, Retention};
 use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
@@ -69,6 +73,41 @@ pub fn spawn_self_metrics(
             }
             if let Err(e) = store.write(&points, at).await {
                 tracing::warn!(error = %e, "this machine's metrics were not stored; trying again next round");
+            }
+        }
+    })
+}
+
+/// Every `interval`: one round of the alert evaluator (see [`Evaluator`]): alerts move, incidents open and
+/// resolve.
+pub fn spawn_alert_evaluator(
+    db: Db,
+    policy: Arc<IncidentPolicy>,
+    totals: Arc<EvaluatorTotals>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut evaluator = Evaluator::new(db, policy, totals);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            match evaluator.round().await {
+                Ok(round) => {
+                    if !(round.reported.is_empty() && round.resolved.is_empty() && round.suppressed.is_empty()) {
+                        tracing::info!(
+                            reported = ?round.reported,
+                            resolved = ?round.resolved,
+                            suppressed = ?round.suppressed,
+                            "alerts evaluated"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "evaluating alert rules failed; retrying next round"),
             }
         }
     })

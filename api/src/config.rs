@@ -124,6 +124,8 @@ pub struct MetricsConfig {
     pub hour_retention_days: u64,
     /// How often written points are folded into the rollups.
     pub rollup_interval_secs: u64,
+    /// How often alert rules are evaluated against the points written since.
+    pub alert_interval_secs: u64,
     /// The InfluxDB 2 or VictoriaMetrics write URL every written batch is also sent to; empty: none.
     pub forward_url: String,
     /// InfluxDB 2's token for `forward_url`.
@@ -140,6 +142,7 @@ impl Default for MetricsConfig {
             minute_retention_days: 30,
             hour_retention_days: 365,
             rollup_interval_secs: 10,
+            alert_interval_secs: 10,
             forward_url: String::new(),
             forward_token: None,
             forward_buffer_bytes: 64 * 1024 * 1024,
@@ -318,6 +321,9 @@ impl Config {
         }
         if self.metrics.rollup_interval_secs == 0 || self.metrics.rollup_interval_secs > 3600 {
             return bad("metrics.rollup_interval_secs", "must be between 1 and 3600");
+        }
+        if self.metrics.alert_interval_secs == 0 || self.metrics.alert_interval_secs > 3600 {
+            return bad("metrics.alert_interval_secs", "must be between 1 and 3600");
         }
         let forward = &self.metrics.forward_url;
         if !(forward.is_empty() || forward.starts_with("http://") || forward.starts_with("https://")) {

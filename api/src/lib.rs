@@ -68,6 +68,7 @@ pub fn state(config: &Config, db: Db) -> AppState {
         incidents: Arc::new(incidents),
         points: tollgate_workflows::metrics::store::MetricStore::start(db.clone()),
         forwarder: forwarder(config),
+        alerts: Default::default(),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {

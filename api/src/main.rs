@@ -157,6 +157,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let state = tollgate_api::state(&config, db.clone());
     let points = state.points.clone();
+    let (policy, alert_totals) = (state.incidents.clone(), state.alerts.clone());
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     tracing::info!(%addr, engine = db.engine().name(), "serving");
@@ -180,6 +181,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.metrics.rollup_interval_secs),
         stop_tx.subscribe(),
     );
+    let alerts = tollgate_api::background::spawn_alert_evaluator(
+        db.clone(),
+        policy,
+        alert_totals,
+        Duration::from_secs(config.metrics.alert_interval_secs),
+        stop_tx.subscribe(),
+    );
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -187,6 +195,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tollgate_api::serve(listener, router, shutdown, Duration::from_secs(config.server.shutdown_grace_secs)).await?;
     let _ = timers.await;
     let _ = upkeep.await;
+    let _ = alerts.await;
     if let Some(task) = self_metrics {
         let _ = task.await;
     }

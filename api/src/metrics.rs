@@ -24,6 +24,11 @@ pub struct Metrics {
     forward_dropped: IntCounter,
     forward_refused: IntCounter,
     forward_queued: IntGauge,
+    alerts: IntGaugeVec,
+    alert_rounds: IntCounter,
+    alert_evaluations: IntCounter,
+    alerts_fired: IntCounter,
+    alerts_suppressed: IntCounter,
 }
 
 /// The fleet's figures, read as the endpoint is scraped.
@@ -32,6 +37,29 @@ pub struct Fleet {
     pub points: tollgate_workflows::metrics::store::Totals,
     /// Forwarding's, when it is configured.
     pub forward: Option<crate::forward::ForwardTotals>,
+    /// The alert evaluator's.
+    pub alerts: AlertTotals,
+}
+
+/// The alert evaluator's counts, read as the endpoint is scraped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertTotals {
+    pub rounds: u64,
+    pub evaluations: u64,
+    pub fired: u64,
+    pub suppressed: u64,
+}
+
+impl From<&tollgate_workflows::alert::EvaluatorTotals> for AlertTotals {
+    fn from(t: &tollgate_workflows::alert::EvaluatorTotals) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        AlertTotals {
+            rounds: t.rounds.load(Relaxed),
+            evaluations: t.evaluations.load(Relaxed),
+            fired: t.fired.load(Relaxed),
+            suppressed: t.suppressed.load(Relaxed),
+        }
+    }
 }
 
 fn defined<T>(r: Result<T, prometheus::Error>) -> T {
@@ -77,6 +105,26 @@ impl Metrics {
             "tollgate_metric_batches_total",
             "Grouped commits of metric points, since the server started.",
         ));
+        let alerts = defined(IntGaugeVec::new(
+            Opts::new("tollgate_alerts", "Alerts by state: pending, firing, resolving."),
+            &["state"],
+        ));
+        let alert_rounds = defined(IntCounter::new(
+            "tollgate_alert_rounds_total",
+            "Alert evaluation rounds completed, since the server started.",
+        ));
+        let alert_evaluations = defined(IntCounter::new(
+            "tollgate_alert_evaluations_total",
+            "Series judged against alert rules, since the server started.",
+        ));
+        let alerts_fired = defined(IntCounter::new(
+            "tollgate_alerts_fired_total",
+            "Alerts that opened or updated an incident, since the server started.",
+        ));
+        let alerts_suppressed = defined(IntCounter::new(
+            "tollgate_alerts_suppressed_total",
+            "Firing alerts held back by an implementing change or a host-down alert, since the server started.",
+        ));
         let forward_sent = defined(IntCounter::new(
             "tollgate_forward_batches_sent_total",
             "Metric batches forwarded to InfluxDB 2 or VictoriaMetrics, since the server started.",
@@ -105,6 +153,11 @@ impl Metrics {
             Box::new(metric_values.clone()),
             Box::new(metric_skipped.clone()),
             Box::new(metric_batches.clone()),
+            Box::new(alerts.clone()),
+            Box::new(alert_rounds.clone()),
+            Box::new(alert_evaluations.clone()),
+            Box::new(alerts_fired.clone()),
+            Box::new(alerts_suppressed.clone()),
         ] {
             // Registration fails only on duplicate names, which these are not.
             let _ = registry.register(collector);
@@ -123,6 +176,11 @@ impl Metrics {
             forward_dropped,
             forward_refused,
             forward_queued,
+            alerts,
+            alert_rounds,
+            alert_evaluations,
+            alerts_fired,
+            alerts_suppressed,
         }
     }
 
@@ -138,10 +196,18 @@ impl Metrics {
             self.changes.with_label_values(&[state.as_str()]).set(*n);
         }
         self.approvals_pending.set(fleet.counts.awaiting_approval);
+        for state in ["pending", "firing", "resolving"] {
+            let n = fleet.counts.alerts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+            self.alerts.with_label_values(&[state]).set(n);
+        }
         for (counter, total) in [
             (&self.metric_values, fleet.points.values),
             (&self.metric_skipped, fleet.points.skipped),
             (&self.metric_batches, fleet.points.batches),
+            (&self.alert_rounds, fleet.alerts.rounds),
+            (&self.alert_evaluations, fleet.alerts.evaluations),
+            (&self.alerts_fired, fleet.alerts.fired),
+            (&self.alerts_suppressed, fleet.alerts.suppressed),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }

@@ -24,6 +24,14 @@ pub struct AppState {
     pub points: MetricStore,
     /// Where written batches are also sent, when configured.
     pub forwarder: Option<crate::forward::Forwarder>,
+    /// What the alert evaluator has done, for `/metrics`.
+    pub alerts: Arc<tollgate_workflows::alert::EvaluatorTotals>,
+}
+
+impl FromRef<AppState> for Arc<tollgate_workflows::alert::EvaluatorTotals> {
+    fn from_ref(state: &AppState) -> Arc<tollgate_workflows::alert::EvaluatorTotals> {
+        state.alerts.clone()
+    }
 }
 
 impl FromRef<AppState> for Option<crate::forward::Forwarder> {

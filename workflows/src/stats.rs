@@ -12,6 +12,8 @@ pub struct ProcessCounts {
     pub changes: Vec<(String, i64)>,
     /// Changes waiting for votes.
     pub awaiting_approval: i64,
+    /// Alerts by state (pending, firing, resolving).
+    pub alerts: Vec<(String, i64)>,
 }
 
 pub async fn process_counts(db: &Db) -> StoreResult<ProcessCounts> {
@@ -26,5 +28,9 @@ pub async fn process_counts(db: &Db) -> StoreResult<ProcessCounts> {
             .fetch_all(db.pool())
             .await?;
     let awaiting_approval = changes.iter().find(|(s, _)| s == "awaiting_approval").map_or(0, |(_, n)| *n);
-    Ok(ProcessCounts { open_incidents, changes, awaiting_approval })
+    let alerts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM alert_states GROUP BY state ORDER BY state")
+            .fetch_all(db.pool())
+            .await?;
+    Ok(ProcessCounts { open_incidents, changes, awaiting_approval, alerts })
 }

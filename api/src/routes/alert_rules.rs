@@ -1,4 +1,4 @@
-//! Alert rules, kept by operators and read by everyone who reads the fleet.
+//! Alert rules, kept by operators and read by everyone who reads the fleet, and the alerts they raise.
 
 use super::page;
 use crate::auth::{Authorized, ManageIncidents, ReadFleet};
@@ -16,7 +16,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_rules, create_rule)).routes(routes!(get_rule, update_rule, delete_rule))
+    OpenApiRouter::new()
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(get_rule, update_rule, delete_rule))
+        .routes(routes!(list_alerts))
+}
+
+/// Alerts not fine now: pending, firing (with their incident, or what held it back) or resolving.
+#[utoipa::path(get, path = "/alerts", tag = "incidents",
+    responses((status = 200, body = Vec<alert::Alert>)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn list_alerts(_auth: Authorized<ReadFleet>, State(db): State<Db>) -> ApiResult<Json<Vec<alert::Alert>>> {
+    Ok(Json(alert::list_alerts(&db).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

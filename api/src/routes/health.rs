@@ -39,11 +39,12 @@ async fn metrics(
     State(db): State<Db>,
     State(points): State<MetricStore>,
     State(forwarder): State<Option<crate::forward::Forwarder>>,
+    State(alerts): State<Arc<tollgate_workflows::alert::EvaluatorTotals>>,
 ) -> impl IntoResponse {
     match tollgate_workflows::stats::process_counts(&db).await {
         Ok(counts) => {
             let forward = forwarder.map(|f| f.totals());
-            metrics.set_fleet(&Fleet { counts, points: points.totals(), forward })
+            metrics.set_fleet(&Fleet { counts, points: points.totals(), forward, alerts: (&*alerts).into() })
         }
         Err(e) => tracing::warn!(error = %e, "the fleet's figures could not be read for /metrics"),
     }
