@@ -79,3 +79,48 @@ async fn a_rule_that_cannot_work_is_refused_naming_what_is_wrong() {
     assert_eq!(app.post("/api/v1/alert-rules", &operator, cpu_rule("taken")).await.status, StatusCode::CREATED);
     app.post("/api/v1/alert-rules", &operator, cpu_rule("taken")).await.assert_error(StatusCode::CONFLICT, "conflict");
 }
+
+#[tokio::test]
+async fn a_rule_in_trouble_shows_as_a_firing_alert_with_its_incident_and_in_the_metrics() {
+    let app = spawn_app().await;
+    let operator = app.user_with_roles("otto", &["operator"]).await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let region = app.ci(json!({"kind": "region", "name": "eu"})).await;
+    let dc = app.ci(json!({"kind": "datacenter", "name": "dc-1", "parent_id": region})).await;
+    let cluster = app.ci(json!({"kind": "cluster", "name": "cl-1", "parent_id": dc})).await;
+    let host = app
+        .ci(json!({"kind": "host", "name": "hv-7", "parent_id": cluster, "hypervisor": "kvm", "vcpus": 8,
+            "memory_mib": 8192, "disk_gib": 100}))
+        .await;
+    let rule = json!({"name": "cpu hot", "measurement": "cpu", "field": "usage_user",
+        "condition": {"kind": "above", "threshold": 90.0, "recovery": 70.0}, "severity": "minor"});
+    assert_eq!(app.post("/api/v1/alert-rules", &operator, rule).await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/api/v1/alerts", &viewer).await.body, json!([]));
+    let write = app
+        .send_bytes(axum::http::Method::POST, "/api/v2/write", Some(&operator), None, "cpu,host=hv-7 usage_user=97\n")
+        .await;
+    assert_eq!(write.status, StatusCode::NO_CONTENT, "{}", write.body);
+
+    let policy = std::sync::Arc::new(tollgate_workflows::incident::IncidentPolicy::default());
+    let mut evaluator = tollgate_workflows::alert::Evaluator::new(app.db.clone(), policy, Default::default());
+    evaluator.round().await.unwrap();
+
+    let alerts = app.get("/api/v1/alerts", &viewer).await;
+    assert_eq!(alerts.status, StatusCode::OK);
+    let alert = &alerts.body[0];
+    assert_eq!((alert["state"].as_str(), alert["value"].as_f64()), (Some("firing"), Some(97.0)), "{alert}");
+    assert_eq!((alert["rule_name"].as_str(), alert["tags"]["host"].as_str()), (Some("cpu hot"), Some("hv-7")));
+    assert_eq!(alert["ci_id"].as_str(), Some(host.as_str()));
+    let incident = app.get(&format!("/api/v1/incidents/{}", alert["incident_id"].as_str().unwrap()), &operator).await;
+    assert_eq!(
+        (incident.body["priority"].as_u64(), incident.body["ci_ids"][0].as_str()),
+        (Some(3), Some(host.as_str()))
+    );
+    let text = app.send(axum::http::Method::GET, "/metrics", None, None).await.text();
+    for line in [r#"tollgate_alerts{state="firing"} 1"#, r#"tollgate_alerts{state="pending"} 0"#] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+    app.send(axum::http::Method::GET, "/api/v1/alerts", None, None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
