@@ -14,7 +14,7 @@ use sqlx::any::AnyArguments;
 use sqlx::Arguments;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::{watch, Notify};
 
 /// What identifies a series.
@@ -67,25 +67,32 @@ pub struct MetricStore {
     inner: Arc<Inner>,
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Inner {
     db: Db,
     gathering: Mutex<Batch>,
     wake: Notify,
-    ids: Mutex<HashMap<SeriesKey, i64>>,
+    /// Series numbers by canonical key.
+    ids: Mutex<FastMap<SeriesKey, i64>>,
+    /// Series numbers by the key as a write spelled it (see [`spelling`]): most points of a write are
+    /// numbered by one look-up here, with no canonical key built.
+    spellings: RwLock<FastMap<Box<str>, i64>>,
     values: AtomicU64,
     skipped: AtomicU64,
     batches: AtomicU64,
 }
 
-/// Points waiting for the next commit, and how their writers learn its outcome.
+/// Points waiting for the next commit, as (series number, nanoseconds, value), and how their writers learn
+/// its outcome.
 struct Batch {
-    points: HashMap<SeriesKey, Vec<(i64, f64)>>,
+    points: Vec<(i64, i64, f64)>,
     done: watch::Sender<Option<Result<(), String>>>,
 }
 
 impl Batch {
     fn new() -> Self {
-        Batch { points: HashMap::new(), done: watch::channel(None).0 }
+        Batch { points: Vec::new(), done: watch::channel(None).0 }
     }
 }
 
@@ -93,10 +100,29 @@ impl Batch {
 const KEYS_PER_STATEMENT: usize = 100;
 /// Buckets a query may return per series.
 pub const MAX_BUCKETS: i64 = 11_000;
+/// Spellings remembered at most; past it they are forgotten and learnt again (a write that spells its tags
+/// in ever new orders cannot grow the memory without bound).
+const MAX_SPELLINGS: usize = 1 << 20;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update under these locks is a single call: a panic elsewhere cannot leave them half-done.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A series key as a point spells it: measurement, tags in the order written, field, each ended by a line
+/// break (which no name can contain), into `out`.
+fn spelling(out: &mut String, p: &Point<'_>, field: &str) {
+    out.clear();
+    out.push_str(&p.measurement);
+    out.push('\n');
+    for (k, v) in &p.tags {
+        out.push_str(k);
+        out.push('\n');
+        out.push_str(v);
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(field);
 }
 
 impl MetricStore {
@@ -106,7 +132,8 @@ impl MetricStore {
             db,
             gathering: Mutex::new(Batch::new()),
             wake: Notify::new(),
-            ids: Mutex::new(HashMap::new()),
+            ids: Mutex::new(FastMap::default()),
+            spellings: RwLock::new(FastMap::default()),
             values: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -138,27 +165,43 @@ impl MetricStore {
     /// Stores `points`, those without a timestamp at `now_ns`; returns once they are committed.
     pub async fn write(&self, points: &[Point<'_>], now_ns: i64) -> StoreResult<WriteSummary> {
         let mut summary = WriteSummary::default();
-        let mut rows: Vec<(SeriesKey, (i64, f64))> = Vec::new();
-        for p in points {
-            let tags = canonical_tags(&p.tags);
-            let at = p.timestamp.unwrap_or(now_ns);
-            for (i, (field, value)) in p.fields.iter().enumerate() {
-                if p.fields[i + 1..].iter().any(|(later, _)| later == field) {
-                    continue; // a field written twice in one line: the last one counts
-                }
-                let value = match value {
-                    FieldValue::Float(f) => *f,
-                    FieldValue::Int(n) => *n as f64,
-                    FieldValue::UInt(n) => *n as f64,
-                    FieldValue::Bool(b) => f64::from(u8::from(*b)),
-                    FieldValue::Str(_) => {
-                        summary.skipped += 1;
-                        continue;
+        let mut rows: Vec<(i64, i64, f64)> = Vec::with_capacity(points.len());
+        // (row, spelling, canonical key) of the points whose series this server has not numbered yet.
+        let mut unknown: Vec<(usize, Box<str>, SeriesKey)> = Vec::new();
+        let mut key = String::new();
+        {
+            let spellings = self.inner.spellings.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for p in points {
+                let at = p.timestamp.unwrap_or(now_ns);
+                for (i, (field, value)) in p.fields.iter().enumerate() {
+                    if p.fields[i + 1..].iter().any(|(later, _)| later == field) {
+                        continue; // a field written twice in one line: the last one counts
                     }
-                };
-                let key =
-                    SeriesKey { measurement: p.measurement.to_string(), field: field.to_string(), tags: tags.clone() };
-                rows.push((key, (at, value)));
+                    let value = match value {
+                        FieldValue::Float(f) => *f,
+                        FieldValue::Int(n) => *n as f64,
+                        FieldValue::UInt(n) => *n as f64,
+                        FieldValue::Bool(b) => f64::from(u8::from(*b)),
+                        FieldValue::Str(_) => {
+                            summary.skipped += 1;
+                            continue;
+                        }
+                    };
+                    spelling(&mut key, p, field);
+                    let id = match spellings.get(key.as_str()) {
+                        Some(id) => *id,
+                        None => {
+                            let canonical = SeriesKey {
+                                measurement: p.measurement.to_string(),
+                                field: field.to_string(),
+                                tags: canonical_tags(&p.tags),
+                            };
+                            unknown.push((rows.len(), key.as_str().into(), canonical));
+                            0
+                        }
+                    };
+                    rows.push((id, at, value));
+                }
             }
         }
         summary.values = rows.len() as u64;
@@ -166,11 +209,23 @@ impl MetricStore {
         if rows.is_empty() {
             return Ok(summary);
         }
+        if !unknown.is_empty() {
+            let ids = self.inner.number(unknown.iter().map(|u| &u.2)).await?;
+            let mut spellings = self.inner.spellings.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spellings.len() + unknown.len() > MAX_SPELLINGS {
+                spellings.clear();
+            }
+            for (row, spelt, canonical) in unknown {
+                let id = *ids
+                    .get(&canonical)
+                    .ok_or_else(|| StoreError::Internal(format!("series {canonical:?} has no number")))?;
+                rows[row].0 = id;
+                spellings.insert(spelt, id);
+            }
+        }
         let mut done = {
             let mut gathering = lock(&self.inner.gathering);
-            for (key, point) in rows {
-                gathering.points.entry(key).or_default().push(point);
-            }
+            gathering.points.extend_from_slice(&rows);
             gathering.done.subscribe()
         };
         self.inner.wake.notify_one();
@@ -205,42 +260,29 @@ impl MetricStore {
 }
 
 impl Inner {
-    async fn commit(&self, points: HashMap<SeriesKey, Vec<(i64, f64)>>) -> StoreResult<()> {
-        let (mut tx, _serial) = self.db.begin_unaudited().await?;
-        let ids = self.ids_of(&mut tx, points.keys()).await?;
-        let mut entries: Vec<(i64, Vec<(i64, f64)>)> = Vec::with_capacity(points.len());
-        let (mut min, mut max, mut count) = (i64::MAX, i64::MIN, 0_i64);
-        for (key, mut series) in points {
-            let id = *ids.get(&key).ok_or_else(|| StoreError::Internal(format!("series {key:?} has no number")))?;
-            // Stable: of two points at one instant, the one written last stays last (and counts).
-            series.sort_by_key(|p| p.0);
-            min = min.min(series[0].0);
-            max = max.max(series[series.len() - 1].0);
-            count += series.len() as i64;
-            entries.push((id, series));
-        }
-        entries.sort_by_key(|e| e.0);
+    /// Commits a batch as one segment: its points sorted by series and time (stably: of two points of a
+    /// series at one instant, the one written last stays last, and counts).
+    async fn commit(&self, mut points: Vec<(i64, i64, f64)>) -> StoreResult<()> {
+        points.sort_by_key(|p| (p.0, p.1));
+        let (tx, _serial) = self.db.begin_unaudited().await?;
+        let mut tx = tx;
+        let (min, max) = points.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
         sqlx::query("INSERT INTO metric_segments (min_ts, max_ts, points, data) VALUES ($1, $2, $3, $4)")
             .bind(min)
             .bind(max)
-            .bind(count)
-            .bind(encode_segment(&entries))
+            .bind(points.len() as i64)
+            .bind(encode_segment(&points))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        // Numbers are kept only once their rows are committed.
-        lock(&self.ids).extend(ids);
         self.batches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// The number of each series, numbering the new ones.
-    async fn ids_of<'k>(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        keys: impl Iterator<Item = &'k SeriesKey>,
-    ) -> StoreResult<HashMap<SeriesKey, i64>> {
-        let mut ids = HashMap::new();
+    /// The number of each series, numbering the new ones in a transaction of their own (a series numbered
+    /// whose points then fail to commit is harmless: it has no points).
+    async fn number<'k>(&self, keys: impl Iterator<Item = &'k SeriesKey>) -> StoreResult<FastMap<SeriesKey, i64>> {
+        let mut ids = FastMap::default();
         let mut missing = Vec::new();
         {
             let known = lock(&self.ids);
@@ -249,10 +291,16 @@ impl Inner {
                     Some(id) => {
                         ids.insert(key.clone(), *id);
                     }
-                    None => missing.push(key.clone()),
+                    None if !missing.contains(key) => missing.push(key.clone()),
+                    None => {}
                 }
             }
         }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let (mut tx, _serial) = self.db.begin_unaudited().await?;
+        let mut numbered = Vec::with_capacity(missing.len());
         for chunk in missing.chunks(KEYS_PER_STATEMENT) {
             let values = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -277,9 +325,19 @@ impl Inner {
             );
             let rows: Vec<(i64, String, String, String)> =
                 sqlx::query_as_with(&select, args()).fetch_all(&mut *tx).await?;
-            for (id, measurement, field, tags) in rows {
-                ids.insert(SeriesKey { measurement, field, tags }, id);
-            }
+            numbered.extend(
+                rows.into_iter().map(|(id, measurement, field, tags)| (SeriesKey { measurement, field, tags }, id)),
+            );
+        }
+        tx.commit().await?;
+        // Numbers are kept only once their rows are committed.
+        let mut known = lock(&self.ids);
+        if known.len() + numbered.len() > MAX_SPELLINGS {
+            known.clear();
+        }
+        for (key, id) in numbered {
+            known.insert(key.clone(), id);
+            ids.insert(key, id);
         }
         Ok(ids)
     }
@@ -323,13 +381,25 @@ const SEGMENT_FORMAT: u8 = 1;
 pub(super) type Points = Vec<(i64, f64)>;
 
 /// Format 1: the format byte, the number of series (varint), then per series its number and its block's
-/// length (varints) and the block.
-fn encode_segment(entries: &[(i64, Vec<(i64, f64)>)]) -> Vec<u8> {
-    let mut out = vec![SEGMENT_FORMAT];
-    push_varint(&mut out, entries.len() as u64);
-    for (id, points) in entries {
-        let packed = block::encode(points);
-        push_varint(&mut out, *id as u64);
+/// length (varints) and the block. `points` are (series, nanoseconds, value) sorted by series.
+fn encode_segment(points: &[(i64, i64, f64)]) -> Vec<u8> {
+    let mut runs: Vec<&[(i64, i64, f64)]> = Vec::new();
+    let mut rest = points;
+    while let Some(first) = rest.first() {
+        let n = rest.iter().position(|p| p.0 != first.0).unwrap_or(rest.len());
+        let (run, after) = rest.split_at(n);
+        runs.push(run);
+        rest = after;
+    }
+    let mut out = Vec::with_capacity(16 + points.len() * 12);
+    out.push(SEGMENT_FORMAT);
+    push_varint(&mut out, runs.len() as u64);
+    let mut series: Vec<(i64, f64)> = Vec::new();
+    for run in runs {
+        series.clear();
+        series.extend(run.iter().map(|p| (p.1, p.2)));
+        let packed = block::encode(&series);
+        push_varint(&mut out, run[0].0 as u64);
         push_varint(&mut out, packed.len() as u64);
         out.extend_from_slice(&packed);
     }
@@ -467,9 +537,9 @@ mod tests {
 
     #[test]
     fn a_segment_gives_back_only_the_series_asked_for() {
-        let entries = vec![(3, vec![(1, 1.0), (2, 2.0)]), (7, vec![(5, 5.0)])];
-        let data = encode_segment(&entries);
+        let data = encode_segment(&[(3, 1, 1.0), (3, 2, 2.0), (7, 5, 5.0)]);
         assert_eq!(decode_segment(&data, |s| s == 7), Some(vec![(7, vec![(5, 5.0)])]));
+        assert_eq!(decode_segment(&data, |s| s == 3), Some(vec![(3, vec![(1, 1.0), (2, 2.0)])]));
         assert_eq!(decode_segment(&data[..data.len() - 1], |s| s == 7), None);
     }
 
