@@ -20,18 +20,37 @@ pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     }
     let mut prev = 0_u64;
     for &(_, v) in points {
-        let bits = v.to_bits();
-        let xor = bits ^ prev;
-        prev = bits;
-        if xor == 0 {
-            out.push(64);
-        } else {
-            let tz = xor.trailing_zeros();
-            out.push(tz as u8);
-            push_varint(&mut out, xor >> tz);
-        }
+        push_xor(&mut out, &mut prev, v);
     }
     out
+}
+
+/// Appends `v` as its bits XOR `prev`'s (see the format above) and makes it the new `prev`.
+pub(super) fn push_xor(out: &mut Vec<u8>, prev: &mut u64, v: f64) {
+    let bits = v.to_bits();
+    let xor = bits ^ *prev;
+    *prev = bits;
+    if xor == 0 {
+        out.push(64);
+    } else {
+        let tz = xor.trailing_zeros();
+        out.push(tz as u8);
+        push_varint(out, xor >> tz);
+    }
+}
+
+/// Reads a value [`push_xor`] wrote after `prev`, and makes it the new `prev`.
+pub(super) fn read_xor(rest: &mut &[u8], prev: &mut u64) -> Option<f64> {
+    let (&tz, r) = rest.split_first()?;
+    *rest = r;
+    if tz != 64 {
+        let shifted = read_varint(rest)?;
+        if tz > 63 || (tz > 0 && shifted.leading_zeros() < u32::from(tz)) {
+            return None;
+        }
+        *prev ^= shifted << tz;
+    }
+    Some(f64::from_bits(*prev))
 }
 
 /// Unpacks a block; `None` when it is not a block this version wrote (or is damaged).
@@ -55,25 +74,16 @@ pub fn decode(data: &[u8]) -> Option<Vec<(i64, f64)>> {
     let mut points = Vec::with_capacity(n);
     let mut bits = 0_u64;
     for t in times {
-        let (&tz, r) = rest.split_first()?;
-        rest = r;
-        if tz != 64 {
-            let shifted = read_varint(&mut rest)?;
-            if tz > 63 || (tz > 0 && shifted.leading_zeros() < u32::from(tz)) {
-                return None;
-            }
-            bits ^= shifted << tz;
-        }
-        points.push((t, f64::from_bits(bits)));
+        points.push((t, read_xor(&mut rest, &mut bits)?));
     }
     rest.is_empty().then_some(points)
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 

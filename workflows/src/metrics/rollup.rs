@@ -1,26 +1,45 @@
 //! Rollups and retention. Every series gets, per minute and per hour, the minimum, maximum, sum and count of
-//! its points. [`roll_up`] folds committed segments into them (a late point merges into its bucket) and
-//! marks the segments rolled up; [`prune`] deletes rolled-up segments past the raw retention and buckets past
-//! their resolution's.
+//! its points. [`roll_up`] folds committed segments into them and marks the segments rolled up; [`prune`]
+//! deletes rolled-up segments past the raw retention and rollups past their resolution's.
+//!
+//! A fold pass reads up to [`POINTS_PER_PASS`] points of segments not yet rolled up and inserts, per series
+//! and resolution, one packed row per period its points fall in (minute buckets: an hour; hour buckets: a
+//! day), numbered by the pass. Rows are never updated: a late point makes another row for its period, and
+//! readers merge a period's rows, and the points of segments no pass has folded yet, so charts are current
+//! between passes. Many points share a row, so a pass writes far fewer rows than points.
 //!
 //! A point written twice at one instant (a batch sent again after its answer was lost) counts once in
 //! queries of points but twice in the rollups of its bucket.
 
+use super::block::{push_varint, push_xor, read_varint, read_xor};
 use super::store::{decode_segment, select_series, Selector, Series};
 use crate::error::{StoreError, StoreResult};
-use crate::store::{bind_list, Db, Engine};
-use sqlx::any::AnyArguments;
-use sqlx::Arguments;
+use crate::store::{placeholder, Db, Engine};
 use std::collections::HashMap;
 
 pub const MINUTE_NS: i64 = 60 * 1_000_000_000;
 pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+const DAY_NS: i64 = 24 * HOUR_NS;
 
-/// Segments folded per pass (and per transaction).
-const SEGMENTS_PER_PASS: i64 = 64;
-/// Buckets per upsert statement (seven values each). SQLite looks a bound value's name up in a list as long as
-/// the statement's values, so binding costs the square of their number: statements stay small.
-const BUCKETS_PER_STATEMENT: usize = 64;
+/// Points folded per pass (and per transaction) at most, unless one segment holds more.
+pub const POINTS_PER_PASS: i64 = 2_000_000;
+/// Segments looked at per pass at most.
+const SEGMENTS_PER_PASS: i64 = 4096;
+/// Segments or series named per statement.
+const IDS_PER_STATEMENT: usize = 256;
+/// Rows per insert statement (five values each).
+const ROWS_PER_STATEMENT: usize = 256;
+/// Format of a packed row.
+const PACKED_FORMAT: u8 = 1;
+
+/// The period a row of `resolution_ns` buckets covers.
+fn period_of(resolution_ns: i64) -> i64 {
+    if resolution_ns == MINUTE_NS {
+        HOUR_NS
+    } else {
+        DAY_NS
+    }
+}
 
 /// One bucket of a series' rollup.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,10 +58,14 @@ impl Bucket {
     }
 
     fn add(&mut self, v: f64) {
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        self.sum += v;
-        self.count += 1;
+        self.merge(&Bucket { start: self.start, min: v, max: v, sum: v, count: 1 });
+    }
+
+    fn merge(&mut self, other: &Bucket) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.count += other.count;
     }
 }
 
@@ -54,108 +77,191 @@ pub struct Retention {
     pub hours_ns: i64,
 }
 
-impl Default for Retention {
-    fn default() -> Self {
-        Retention { raw_ns: 24 * HOUR_NS, minutes_ns: 30 * 24 * HOUR_NS, hours_ns: 365 * 24 * HOUR_NS }
+/// Packs buckets (sorted by start, within one period from `period`): the format byte, the count, each
+/// bucket's slot in the period and count (varints), then the minimums, maximums and sums, each as a stream
+/// of values XOR the one before (see [`super::block`]).
+fn pack(period: i64, resolution_ns: i64, buckets: &[Bucket]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + buckets.len() * 8);
+    out.push(PACKED_FORMAT);
+    push_varint(&mut out, buckets.len() as u64);
+    for b in buckets {
+        push_varint(&mut out, ((b.start - period) / resolution_ns) as u64);
+        push_varint(&mut out, b.count as u64);
     }
+    for value in [|b: &Bucket| b.min, |b: &Bucket| b.max, |b: &Bucket| b.sum] {
+        let mut prev = 0;
+        for b in buckets {
+            push_xor(&mut out, &mut prev, value(b));
+        }
+    }
+    out
 }
 
-/// Folds up to one pass of segments not yet rolled up into the rollups; returns how many it folded (0 when
-/// none wait). Concurrent passes (other server processes) take different segments.
-pub async fn roll_up(db: &Db) -> StoreResult<usize> {
-    let (mut tx, _serial) = db.begin_unaudited().await?;
-    let sql = match db.engine() {
-        Engine::Postgres => {
-            "SELECT id, data FROM metric_segments WHERE rolled_up = 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        }
-        Engine::Sqlite => "SELECT id, data FROM metric_segments WHERE rolled_up = 0 ORDER BY id LIMIT $1",
-    };
-    let segments: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql).bind(SEGMENTS_PER_PASS).fetch_all(&mut *tx).await?;
-    if segments.is_empty() {
-        tx.rollback().await?;
-        return Ok(0);
+/// The buckets [`pack`] packed; `None` when the row is damaged.
+fn unpack(period: i64, resolution_ns: i64, data: &[u8]) -> Option<Vec<Bucket>> {
+    let (&format, mut rest) = data.split_first()?;
+    if format != PACKED_FORMAT {
+        return None;
     }
-    let mut buckets: HashMap<(i64, i64, i64), Bucket> = HashMap::new();
-    let (mut folded, mut damaged) = (Vec::new(), Vec::new());
-    for (id, data) in &segments {
-        let Some(entries) = decode_segment(data, |_| true) else {
-            tracing::error!(segment = id, "a metric segment is damaged; it is set aside, not rolled up");
-            damaged.push(*id);
-            continue;
-        };
-        folded.push(*id);
-        for (series, points) in entries {
-            for (t, v) in points {
-                for resolution in [MINUTE_NS, HOUR_NS] {
-                    let start = t.div_euclid(resolution) * resolution;
-                    buckets
-                        .entry((series, resolution / 1_000_000_000, start))
-                        .or_insert(Bucket { start, min: v, max: v, sum: 0.0, count: 0 })
-                        .add(v);
-                }
+    let n = read_varint(&mut rest)?;
+    if n > rest.len() as u64 {
+        return None;
+    }
+    let mut buckets = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let slot = i64::try_from(read_varint(&mut rest)?).ok()?;
+        let count = i64::try_from(read_varint(&mut rest)?).ok()?;
+        let start = period.checked_add(slot.checked_mul(resolution_ns)?)?;
+        buckets.push(Bucket { start, min: 0.0, max: 0.0, sum: 0.0, count });
+    }
+    for which in 0..3 {
+        let mut prev = 0;
+        for b in &mut buckets {
+            let v = read_xor(&mut rest, &mut prev)?;
+            match which {
+                0 => b.min = v,
+                1 => b.max = v,
+                _ => b.sum = v,
             }
         }
     }
-    let rows: Vec<((i64, i64, i64), Bucket)> = buckets.into_iter().collect();
-    for chunk in rows.chunks(BUCKETS_PER_STATEMENT) {
-        let mut args = AnyArguments::default();
-        let mut values = Vec::with_capacity(chunk.len());
-        for (n, ((series, resolution, start), b)) in chunk.iter().enumerate() {
-            let p = n * 7;
-            values.push(format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            ));
-            let _ = args.add(*series);
-            let _ = args.add(*resolution);
-            let _ = args.add(*start);
-            let _ = args.add(b.min);
-            let _ = args.add(b.max);
-            let _ = args.add(b.sum);
-            let _ = args.add(b.count);
-        }
-        let sql = format!(
-            "INSERT INTO metric_rollups (series_id, resolution, bucket, min_value, max_value, sum_value, count_value) \
-             VALUES {} ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET \
-             min_value = CASE WHEN excluded.min_value < metric_rollups.min_value \
-                              THEN excluded.min_value ELSE metric_rollups.min_value END, \
-             max_value = CASE WHEN excluded.max_value > metric_rollups.max_value \
-                              THEN excluded.max_value ELSE metric_rollups.max_value END, \
-             sum_value = metric_rollups.sum_value + excluded.sum_value, \
-             count_value = metric_rollups.count_value + excluded.count_value",
-            values.join(", ")
-        );
-        sqlx::query_with(&sql, args).execute(&mut *tx).await?;
-    }
-    for (ids, state) in [(&folded, 1_i64), (&damaged, 2)] {
-        if ids.is_empty() {
+    rest.is_empty().then_some(buckets)
+}
+
+/// Series buckets by (series, resolution, start), as a pass or a read gathers them.
+type Gathered = HashMap<(i64, i64, i64), Bucket, foldhash::fast::RandomState>;
+
+fn gather(into: &mut Gathered, series: i64, points: &[(i64, f64)], resolutions: &[i64], range: (i64, i64)) {
+    for &(t, v) in points {
+        if t < range.0 || t > range.1 {
             continue;
         }
-        let mut args = AnyArguments::default();
-        let _ = args.add(state);
-        let list = bind_list(&mut args, ids.iter().copied());
-        let sql = format!("UPDATE metric_segments SET rolled_up = $1 WHERE id IN ({list})");
-        sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+        for &resolution in resolutions {
+            let start = t.div_euclid(resolution) * resolution;
+            into.entry((series, resolution, start))
+                .or_insert(Bucket { start, min: v, max: v, sum: 0.0, count: 0 })
+                .add(v);
+        }
+    }
+}
+
+/// Placeholders `(…), (…)` for `rows` rows of `width` values, numbered from 1 on PostgreSQL.
+fn rows_of(engine: Engine, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (r * width + 1..=r * width + width).map(|n| placeholder(engine, n)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Folds up to one pass of segments not yet rolled up into the rollups; returns how many it folded (0 when
+/// none wait). Passes take turns (on PostgreSQL, other server processes' too), so each segment is folded once.
+pub async fn roll_up(db: &Db) -> StoreResult<usize> {
+    let (mut tx, _serial) = db.begin_unaudited().await?;
+    if db.engine() == Engine::Postgres {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+            .bind(crate::store::lock_id("metric-rollups"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let heads: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, points FROM metric_segments WHERE rolled_up = 0 ORDER BY id LIMIT $1")
+            .bind(SEGMENTS_PER_PASS)
+            .fetch_all(&mut *tx)
+            .await?;
+    if heads.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut total = 0;
+    let mut ids: Vec<i64> = heads
+        .iter()
+        .take_while(|(_, points)| {
+            total += points;
+            total <= POINTS_PER_PASS
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    if ids.is_empty() {
+        ids.push(heads[0].0);
+    }
+    let pass = ids[0];
+    let mut gathered = Gathered::default();
+    let (mut folded, mut damaged) = (Vec::new(), Vec::new());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let list: Vec<String> = (1..=chunk.len()).map(|n| placeholder(db.engine(), n)).collect();
+        let sql = format!("SELECT id, data FROM metric_segments WHERE id IN ({})", list.join(", "));
+        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for (id, data) in q.fetch_all(&mut *tx).await? {
+            let Some(entries) = decode_segment(&data, |_| true) else {
+                tracing::error!(segment = id, "a metric segment is damaged; it is set aside, not rolled up");
+                damaged.push(id);
+                continue;
+            };
+            folded.push(id);
+            for (series, points) in entries {
+                gather(&mut gathered, series, &points, &[MINUTE_NS, HOUR_NS], (i64::MIN, i64::MAX));
+            }
+        }
+    }
+    // Buckets into rows: (series, resolution, period) → buckets, sorted.
+    let mut rows: HashMap<(i64, i64, i64), Vec<Bucket>, foldhash::fast::RandomState> = HashMap::default();
+    for ((series, resolution, start), b) in gathered {
+        let period = start.div_euclid(period_of(resolution)) * period_of(resolution);
+        rows.entry((series, resolution, period)).or_default().push(b);
+    }
+    let rows: Vec<((i64, i64, i64), Vec<Bucket>)> = rows.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO metric_rollups (series_id, resolution, period, pass, data) VALUES {}",
+            rows_of(db.engine(), chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for ((series, resolution, period), buckets) in chunk {
+            let mut buckets = buckets.clone();
+            buckets.sort_by_key(|b| b.start);
+            q = q.bind(*series).bind(resolution / 1_000_000_000).bind(*period).bind(pass).bind(pack(
+                *period,
+                *resolution,
+                &buckets,
+            ));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (ids, state) in [(&folded, 1_i64), (&damaged, 2)] {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let list: Vec<String> = (2..=chunk.len() + 1).map(|n| placeholder(db.engine(), n)).collect();
+            let sql = format!(
+                "UPDATE metric_segments SET rolled_up = {} WHERE id IN ({})",
+                placeholder(db.engine(), 1),
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(state);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
     }
     tx.commit().await?;
-    Ok(segments.len())
+    Ok(folded.len() + damaged.len())
 }
 
 /// What [`prune`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub segments: u64,
+    /// Rollup rows (each a series' buckets over one period).
     pub buckets: u64,
 }
 
-/// Deletes rolled-up segments whose newest point is older than the raw retention, and buckets older than
-/// their resolution's retention, as of `now_ns`.
+/// Deletes rolled-up segments whose newest point is older than the raw retention, and rollup rows whose
+/// whole period is older than their resolution's retention, as of `now_ns`.
 pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pruned> {
     let (mut tx, _serial) = db.begin_unaudited().await?;
     let segments = sqlx::query("DELETE FROM metric_segments WHERE rolled_up <> 0 AND max_ts < $1")
@@ -165,9 +271,9 @@ pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pr
         .rows_affected();
     let mut buckets = 0;
     for (resolution, keep) in [(MINUTE_NS, retention.minutes_ns), (HOUR_NS, retention.hours_ns)] {
-        buckets += sqlx::query("DELETE FROM metric_rollups WHERE resolution = $1 AND bucket < $2")
+        buckets += sqlx::query("DELETE FROM metric_rollups WHERE resolution = $1 AND period < $2")
             .bind(resolution / 1_000_000_000)
-            .bind(now_ns.saturating_sub(keep))
+            .bind(now_ns.saturating_sub(keep).saturating_sub(period_of(resolution)))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -176,7 +282,8 @@ pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pr
     Ok(Pruned { segments, buckets })
 }
 
-/// The buckets of the given series at `resolution_ns` (a minute or an hour) from `from_ns` to `to_ns`.
+/// The buckets of the given series at `resolution_ns` (a minute or an hour) from `from_ns` to `to_ns`: the
+/// folded rows merged with the points of segments not folded yet, read in one snapshot.
 pub(super) async fn buckets_of(
     db: &Db,
     series: &[i64],
@@ -184,19 +291,60 @@ pub(super) async fn buckets_of(
     from_ns: i64,
     to_ns: i64,
 ) -> StoreResult<HashMap<i64, Vec<Bucket>>> {
-    let mut args = AnyArguments::default();
-    let _ = args.add(resolution_ns / 1_000_000_000);
-    let _ = args.add(from_ns.div_euclid(resolution_ns) * resolution_ns);
-    let _ = args.add(to_ns);
-    let list = bind_list(&mut args, series.iter().copied());
-    let sql = format!(
-        "SELECT series_id, bucket, min_value, max_value, sum_value, count_value FROM metric_rollups \
-         WHERE resolution = $1 AND bucket >= $2 AND bucket <= $3 AND series_id IN ({list}) ORDER BY series_id, bucket"
-    );
-    let rows: Vec<(i64, i64, f64, f64, f64, i64)> = sqlx::query_as_with(&sql, args).fetch_all(db.pool()).await?;
+    let first = from_ns.div_euclid(resolution_ns) * resolution_ns;
+    let period = period_of(resolution_ns);
+    let mut gathered = Gathered::default();
+    let mut tx = db.pool().begin().await?;
+    if db.engine() == Engine::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+    }
+    for chunk in series.chunks(IDS_PER_STATEMENT) {
+        let list: Vec<String> = (4..chunk.len() + 4).map(|n| placeholder(db.engine(), n)).collect();
+        let sql = format!(
+            "SELECT series_id, period, data FROM metric_rollups WHERE resolution = {} AND period >= {} \
+             AND period <= {} AND series_id IN ({})",
+            placeholder(db.engine(), 1),
+            placeholder(db.engine(), 2),
+            placeholder(db.engine(), 3),
+            list.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql)
+            .bind(resolution_ns / 1_000_000_000)
+            .bind(first.div_euclid(period) * period)
+            .bind(to_ns);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for (id, start, data) in q.fetch_all(&mut *tx).await? {
+            let buckets = unpack(start, resolution_ns, &data)
+                .ok_or_else(|| StoreError::Internal(format!("a rollup row of series {id} is damaged")))?;
+            for b in buckets.into_iter().filter(|b| b.start >= first && b.start <= to_ns) {
+                gathered.entry((id, resolution_ns, b.start)).and_modify(|m| m.merge(&b)).or_insert(b);
+            }
+        }
+    }
+    let wanted: std::collections::HashSet<i64> = series.iter().copied().collect();
+    let pending: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, data FROM metric_segments WHERE rolled_up = 0 AND max_ts >= $1 AND min_ts <= $2 ORDER BY id",
+    )
+    .bind(first)
+    .bind(to_ns)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for (id, data) in pending {
+        let entries = decode_segment(&data, |s| wanted.contains(&s))
+            .ok_or_else(|| StoreError::Internal(format!("metric segment {id} is damaged")))?;
+        for (s, points) in entries {
+            gather(&mut gathered, s, &points, &[resolution_ns], (first, to_ns));
+        }
+    }
     let mut out: HashMap<i64, Vec<Bucket>> = HashMap::new();
-    for (id, start, min, max, sum, count) in rows {
-        out.entry(id).or_default().push(Bucket { start, min, max, sum, count });
+    for ((id, _, _), b) in gathered {
+        out.entry(id).or_default().push(b);
+    }
+    for buckets in out.values_mut() {
+        buckets.sort_by_key(|b| b.start);
     }
     Ok(out)
 }
@@ -257,4 +405,22 @@ pub async fn rollups(
             (series, buckets.remove(&id).unwrap_or_default())
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_buckets_come_back_exactly_and_a_damaged_row_is_refused() {
+        let period = 7 * HOUR_NS;
+        let buckets = vec![
+            Bucket { start: period, min: -1.5, max: 3.0, sum: 4.5, count: 3 },
+            Bucket { start: period + 59 * MINUTE_NS, min: f64::MAX, max: f64::MAX, sum: f64::MAX, count: 1 },
+        ];
+        let data = pack(period, MINUTE_NS, &buckets);
+        assert_eq!(unpack(period, MINUTE_NS, &data), Some(buckets));
+        assert_eq!(unpack(period, MINUTE_NS, &data[..data.len() - 1]), None);
+        assert_eq!(unpack(period, MINUTE_NS, &[9]), None);
+    }
 }

@@ -144,6 +144,17 @@ fn like_pattern(needle: &str) -> String {
     pattern
 }
 
+/// The placeholder of the `n`th value (from 1) bound to a statement: `$n` on PostgreSQL, `?` on SQLite. SQLite
+/// looks each numbered placeholder up in a list as long as the statement's, so binding many numbered values
+/// costs the square of their number, and an unnumbered one costs nothing. A statement uses one kind only: on
+/// SQLite its values are bound in the order their placeholders appear.
+pub fn placeholder(engine: super::Engine, n: usize) -> String {
+    match engine {
+        super::Engine::Postgres => format!("${n}"),
+        super::Engine::Sqlite => "?".to_owned(),
+    }
+}
+
 /// Rows per multi-row `INSERT`, well under either engine's limit on bound values.
 pub const ROWS_PER_INSERT: usize = 500;
 

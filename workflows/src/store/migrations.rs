@@ -52,6 +52,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (18, "metric_rollups", include_str!("../../migrations/sqlite/0018_metric_rollups.sql")),
     (19, "alert_rules", include_str!("../../migrations/sqlite/0019_alert_rules.sql")),
     (20, "alert_states", include_str!("../../migrations/sqlite/0020_alert_states.sql")),
+    (21, "packed_rollups", include_str!("../../migrations/sqlite/0021_packed_rollups.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -74,6 +75,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (18, "metric_rollups", include_str!("../../migrations/postgres/0018_metric_rollups.sql")),
     (19, "alert_rules", include_str!("../../migrations/postgres/0019_alert_rules.sql")),
     (20, "alert_states", include_str!("../../migrations/postgres/0020_alert_states.sql")),
+    (21, "packed_rollups", include_str!("../../migrations/postgres/0021_packed_rollups.sql")),
 ];
 
 /// The migrator for `engine`.
