@@ -25,6 +25,7 @@ pub struct Metrics {
     forward_refused: IntCounter,
     forward_queued: IntGauge,
     alerts: IntGaugeVec,
+    unfolded_segments: IntGauge,
     alert_rounds: IntCounter,
     alert_evaluations: IntCounter,
     alerts_fired: IntCounter,
@@ -109,6 +110,10 @@ impl Metrics {
             Opts::new("tollgate_alerts", "Alerts by state: pending, firing, resolving."),
             &["state"],
         ));
+        let unfolded_segments = defined(IntGauge::new(
+            "tollgate_metric_segments_unfolded",
+            "Committed batches of metric points not yet folded into the rollups (how far the rollups lag).",
+        ));
         let alert_rounds = defined(IntCounter::new(
             "tollgate_alert_rounds_total",
             "Alert evaluation rounds completed, since the server started.",
@@ -154,6 +159,7 @@ impl Metrics {
             Box::new(metric_skipped.clone()),
             Box::new(metric_batches.clone()),
             Box::new(alerts.clone()),
+            Box::new(unfolded_segments.clone()),
             Box::new(alert_rounds.clone()),
             Box::new(alert_evaluations.clone()),
             Box::new(alerts_fired.clone()),
@@ -177,6 +183,7 @@ impl Metrics {
             forward_refused,
             forward_queued,
             alerts,
+            unfolded_segments,
             alert_rounds,
             alert_evaluations,
             alerts_fired,
@@ -196,6 +203,7 @@ impl Metrics {
             self.changes.with_label_values(&[state.as_str()]).set(*n);
         }
         self.approvals_pending.set(fleet.counts.awaiting_approval);
+        self.unfolded_segments.set(fleet.counts.unfolded_segments);
         for state in ["pending", "firing", "resolving"] {
             let n = fleet.counts.alerts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
             self.alerts.with_label_values(&[state]).set(n);

@@ -14,6 +14,8 @@ pub struct ProcessCounts {
     pub awaiting_approval: i64,
     /// Alerts by state (pending, firing, resolving).
     pub alerts: Vec<(String, i64)>,
+    /// Metric segments written and not yet folded into the rollups: how far the rollups lag.
+    pub unfolded_segments: i64,
 }
 
 pub async fn process_counts(db: &Db) -> StoreResult<ProcessCounts> {
@@ -32,5 +34,7 @@ pub async fn process_counts(db: &Db) -> StoreResult<ProcessCounts> {
         sqlx::query_as("SELECT state, COUNT(*) FROM alert_states GROUP BY state ORDER BY state")
             .fetch_all(db.pool())
             .await?;
-    Ok(ProcessCounts { open_incidents, changes, awaiting_approval, alerts })
+    let (unfolded_segments,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM metric_segments WHERE rolled_up = 0").fetch_one(db.pool()).await?;
+    Ok(ProcessCounts { open_incidents, changes, awaiting_approval, alerts, unfolded_segments })
 }

@@ -356,9 +356,19 @@ impl Evaluator {
                 .fetch_all(self.db.pool())
                 .await?;
         let rules = rows.into_iter().map(RuleRow::into_rule).collect::<StoreResult<Vec<_>>>()?;
-        sqlx::query("DELETE FROM alert_states WHERE rule_id NOT IN (SELECT id FROM alert_rules WHERE enabled = 1)")
-            .execute(self.db.pool())
-            .await?;
+        // Alerts of rules since disabled are gone (a write only when there are some: writers queue on SQLite).
+        let (stale,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM alert_states WHERE rule_id NOT IN (SELECT id FROM alert_rules WHERE enabled = 1)",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
+        if stale > 0 {
+            let mut tx = self.db.write_locking(&self.ctx, "alert-rules").await?;
+            sqlx::query("DELETE FROM alert_states WHERE rule_id NOT IN (SELECT id FROM alert_rules WHERE enabled = 1)")
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+        }
         self.learn_series(&rules).await?;
         self.read_points(&rules, now_ns).await?;
         let states: Vec<StateRow> =
@@ -392,6 +402,7 @@ impl Evaluator {
         }
         // Alerts of an enabled rule on a series it no longer watches (its scope was edited) are gone.
         for row in states.into_values() {
+            let mut tx = self.db.write_locking(&self.ctx, &format!("alert:{}", row.fingerprint)).await?;
             sqlx::query(
                 "DELETE FROM alert_states WHERE rule_id = $1 AND fingerprint = $2 AND state = $3 AND since = $4",
             )
@@ -399,8 +410,9 @@ impl Evaluator {
             .bind(&row.fingerprint)
             .bind(&row.state)
             .bind(row.since)
-            .execute(self.db.pool())
+            .execute(tx.conn())
             .await?;
+            tx.commit().await?;
             tracing::info!(rule = %row.rule_id, series = row.series_id, "alert dropped: the rule no longer watches its series");
         }
         let mut round = Round { evaluations: judged.len() as u64, ..Round::default() };
