@@ -115,11 +115,13 @@ pub fn spawn_alert_evaluator(
 
 /// Rollup passes per tick at most: a backlog is worked off over several ticks, not in one burst.
 const ROLLUP_PASSES_PER_TICK: usize = 100;
+/// How often the upkeep loop looks whether a pass's worth of points waits to be folded.
+const BACKLOG_CHECK: Duration = Duration::from_secs(1);
 /// How often old points and buckets are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Every `interval`: folds newly written points into the rollups; every ten minutes: deletes what is past
-/// its retention.
+/// Every `interval`, or as soon as a pass's worth of points waits: folds newly written points into the
+/// rollups; every ten minutes: deletes what is past its retention.
 pub fn spawn_metric_upkeep(
     db: Db,
     retention: Retention,
@@ -127,15 +129,32 @@ pub fn spawn_metric_upkeep(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval(BACKLOG_CHECK.min(interval));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune: Option<std::time::Instant> = None;
+        let mut last_fold: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
+            // On time, everything waiting is folded; between times, only full passes (a pass writes a row per
+            // series and period it meets, so small passes cost as much as big ones).
+            let on_time = last_fold.is_none_or(|at| at.elapsed() >= interval);
+            if on_time {
+                last_fold = Some(std::time::Instant::now());
+            }
             for _ in 0..ROLLUP_PASSES_PER_TICK {
+                if !on_time {
+                    match rollup::unfolded_points(&db).await {
+                        Ok(n) if n >= rollup::POINTS_PER_PASS => {}
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
+                            break;
+                        }
+                    }
+                }
                 match rollup::roll_up(&db).await {
                     Ok(0) => break,
                     Ok(_) => {}

@@ -2,11 +2,12 @@
 //! its points. [`roll_up`] folds committed segments into them and marks the segments rolled up; [`prune`]
 //! deletes rolled-up segments past the raw retention and rollups past their resolution's.
 //!
-//! A fold pass reads up to [`POINTS_PER_PASS`] points of segments not yet rolled up and inserts, per series
-//! and resolution, one packed row per period its points fall in (minute buckets: an hour; hour buckets: a
-//! day), numbered by the pass. Rows are never updated: a late point makes another row for its period, and
-//! readers merge a period's rows, and the points of segments no pass has folded yet, so charts are current
-//! between passes. Many points share a row, so a pass writes far fewer rows than points.
+//! A fold pass reads up to [`POINTS_PER_PASS`] points of segments not yet rolled up and inserts, per series,
+//! one packed row of minute buckets per hour its points fall in, numbered by the pass. Rows are never
+//! updated: a late point makes another row for its hour, and readers merge an hour's rows, and the points of
+//! segments no pass has folded yet, so charts are current between passes. Many points share a row, so a
+//! pass writes far fewer rows than points. Hour buckets are read from the minute rows; when those pass
+//! their retention, [`prune`] compacts them into a row of hour buckets per series and day.
 //!
 //! A point written twice at one instant (a batch sent again after its answer was lost) counts once in
 //! queries of points but twice in the rollups of its bucket.
@@ -22,7 +23,7 @@ pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
 
 /// Points folded per pass (and per transaction) at most, unless one segment holds more.
-pub const POINTS_PER_PASS: i64 = 2_000_000;
+pub const POINTS_PER_PASS: i64 = 8_000_000;
 /// Segments looked at per pass at most.
 const SEGMENTS_PER_PASS: i64 = 4096;
 /// Segments or series named per statement.
@@ -157,23 +158,27 @@ fn rows_of(engine: Engine, rows: usize, width: usize) -> String {
 }
 
 /// Folds up to one pass of segments not yet rolled up into the rollups; returns how many it folded (0 when
-/// none wait). Passes take turns (on PostgreSQL, other server processes' too), so each segment is folded once.
+/// none wait). A pass reads and sums without holding the writer (points keep arriving meanwhile), then, as
+/// one transaction, marks its segments folded, if no other pass did first, and inserts its rows; so each
+/// segment is folded once, whatever the number of passes and server processes.
 pub async fn roll_up(db: &Db) -> StoreResult<usize> {
-    let (mut tx, _serial) = db.begin_unaudited().await?;
-    if db.engine() == Engine::Postgres {
-        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
-            .bind(crate::store::lock_id("metric-rollups"))
-            .execute(&mut *tx)
-            .await?;
+    for _ in 0..3 {
+        if let Some(folded) = try_roll_up(db).await? {
+            return Ok(folded);
+        }
     }
+    Ok(0)
+}
+
+/// One attempt at a pass: `None` when another pass folded some of its segments first.
+async fn try_roll_up(db: &Db) -> StoreResult<Option<usize>> {
     let heads: Vec<(i64, i64)> =
         sqlx::query_as("SELECT id, points FROM metric_segments WHERE rolled_up = 0 ORDER BY id LIMIT $1")
             .bind(SEGMENTS_PER_PASS)
-            .fetch_all(&mut *tx)
+            .fetch_all(db.pool())
             .await?;
     if heads.is_empty() {
-        tx.rollback().await?;
-        return Ok(0);
+        return Ok(Some(0));
     }
     let mut total = 0;
     let mut ids: Vec<i64> = heads
@@ -197,7 +202,7 @@ pub async fn roll_up(db: &Db) -> StoreResult<usize> {
         for id in chunk {
             q = q.bind(*id);
         }
-        for (id, data) in q.fetch_all(&mut *tx).await? {
+        for (id, data) in q.fetch_all(db.pool()).await? {
             let Some(entries) = decode_segment(&data, |_| true) else {
                 tracing::error!(segment = id, "a metric segment is damaged; it is set aside, not rolled up");
                 damaged.push(id);
@@ -205,7 +210,7 @@ pub async fn roll_up(db: &Db) -> StoreResult<usize> {
             };
             folded.push(id);
             for (series, points) in entries {
-                gather(&mut gathered, series, &points, &[MINUTE_NS, HOUR_NS], (i64::MIN, i64::MAX));
+                gather(&mut gathered, series, &points, &[MINUTE_NS], (i64::MIN, i64::MAX));
             }
         }
     }
@@ -215,29 +220,26 @@ pub async fn roll_up(db: &Db) -> StoreResult<usize> {
         let period = start.div_euclid(period_of(resolution)) * period_of(resolution);
         rows.entry((series, resolution, period)).or_default().push(b);
     }
-    let rows: Vec<((i64, i64, i64), Vec<Bucket>)> = rows.into_iter().collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO metric_rollups (series_id, resolution, period, pass, data) VALUES {}",
-            rows_of(db.engine(), chunk.len(), 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for ((series, resolution, period), buckets) in chunk {
-            let mut buckets = buckets.clone();
+    let rows: Vec<(i64, i64, i64, Vec<u8>)> = rows
+        .into_iter()
+        .map(|((series, resolution, period), mut buckets)| {
             buckets.sort_by_key(|b| b.start);
-            q = q.bind(*series).bind(resolution / 1_000_000_000).bind(*period).bind(pass).bind(pack(
-                *period,
-                *resolution,
-                &buckets,
-            ));
-        }
-        q.execute(&mut *tx).await?;
+            (series, resolution / 1_000_000_000, period, pack(period, resolution, &buckets))
+        })
+        .collect();
+
+    let (mut tx, _serial) = db.begin_unaudited().await?;
+    if db.engine() == Engine::Postgres {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+            .bind(crate::store::lock_id("metric-rollups"))
+            .execute(&mut *tx)
+            .await?;
     }
     for (ids, state) in [(&folded, 1_i64), (&damaged, 2)] {
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let list: Vec<String> = (2..=chunk.len() + 1).map(|n| placeholder(db.engine(), n)).collect();
             let sql = format!(
-                "UPDATE metric_segments SET rolled_up = {} WHERE id IN ({})",
+                "UPDATE metric_segments SET rolled_up = {} WHERE rolled_up = 0 AND id IN ({})",
                 placeholder(db.engine(), 1),
                 list.join(", ")
             );
@@ -245,11 +247,35 @@ pub async fn roll_up(db: &Db) -> StoreResult<usize> {
             for id in chunk {
                 q = q.bind(*id);
             }
-            q.execute(&mut *tx).await?;
+            if q.execute(&mut *tx).await?.rows_affected() != chunk.len() as u64 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
     }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO metric_rollups (series_id, resolution, period, pass, data) VALUES {}",
+            rows_of(db.engine(), chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for (series, resolution, period, data) in chunk {
+            q = q.bind(*series).bind(*resolution).bind(*period).bind(pass).bind(data.as_slice());
+        }
+        q.execute(&mut *tx).await?;
+    }
     tx.commit().await?;
-    Ok(folded.len() + damaged.len())
+    Ok(Some(folded.len() + damaged.len()))
+}
+
+/// Points written and not yet folded.
+pub async fn unfolded_points(db: &Db) -> StoreResult<i64> {
+    // SUM of a BIGINT is a NUMERIC on PostgreSQL: cast back.
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM metric_segments WHERE rolled_up = 0")
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
 }
 
 /// What [`prune`] deleted.
@@ -260,8 +286,12 @@ pub struct Pruned {
     pub buckets: u64,
 }
 
-/// Deletes rolled-up segments whose newest point is older than the raw retention, and rollup rows whose
-/// whole period is older than their resolution's retention, as of `now_ns`.
+/// Minute rows compacted per statement batch when they pass their retention.
+const ROWS_PER_COMPACTION: i64 = 20_000;
+
+/// Deletes rolled-up segments whose newest point is older than the raw retention; turns minute rows past
+/// the minutes' retention into hour buckets (a row per series and day) and deletes them; deletes hour rows
+/// past the hours' retention; all as of `now_ns`.
 pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pruned> {
     let (mut tx, _serial) = db.begin_unaudited().await?;
     let segments = sqlx::query("DELETE FROM metric_segments WHERE rolled_up <> 0 AND max_ts < $1")
@@ -269,15 +299,85 @@ pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pr
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    let mut buckets = 0;
-    for (resolution, keep) in [(MINUTE_NS, retention.minutes_ns), (HOUR_NS, retention.hours_ns)] {
-        buckets += sqlx::query("DELETE FROM metric_rollups WHERE resolution = $1 AND period < $2")
-            .bind(resolution / 1_000_000_000)
-            .bind(now_ns.saturating_sub(keep).saturating_sub(period_of(resolution)))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    let minutes_before = now_ns.saturating_sub(retention.minutes_ns).saturating_sub(HOUR_NS);
+    let (mut buckets, mut batch) = (0, 0_i64);
+    loop {
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT series_id, period, pass, data FROM metric_rollups WHERE resolution = 60 AND period < $1 \
+             ORDER BY period, series_id LIMIT $2",
+        )
+        .bind(minutes_before)
+        .bind(ROWS_PER_COMPACTION)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut days: HashMap<(i64, i64), Vec<Bucket>, foldhash::fast::RandomState> = HashMap::default();
+        for (series, period, _, data) in &rows {
+            let Some(minutes) = unpack(*period, MINUTE_NS, data) else {
+                tracing::error!(series, period, "a minute rollup row is damaged; it is deleted, not compacted");
+                continue;
+            };
+            let mut hour = Bucket { start: *period, min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, count: 0 };
+            for m in &minutes {
+                hour.merge(m);
+            }
+            if hour.count > 0 {
+                days.entry((*series, period.div_euclid(DAY_NS) * DAY_NS)).or_default().push(hour);
+            }
+        }
+        // A day's hours may come from several rows of an hour: merge them.
+        let compacted: Vec<(i64, i64, Vec<u8>)> = days
+            .into_iter()
+            .map(|((series, day), mut hours)| {
+                hours.sort_by_key(|b| b.start);
+                let mut merged: Vec<Bucket> = Vec::with_capacity(hours.len());
+                for h in hours {
+                    match merged.last_mut() {
+                        Some(last) if last.start == h.start => last.merge(&h),
+                        _ => merged.push(h),
+                    }
+                }
+                (series, day, pack(day, HOUR_NS, &merged))
+            })
+            .collect();
+        // Numbered apart from every fold pass (those are segment numbers, positive) and from every other
+        // compaction (by the instant of the prune and the batch within it).
+        let pass = -(now_ns.max(1).saturating_add(batch));
+        batch += 1;
+        for chunk in compacted.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO metric_rollups (series_id, resolution, period, pass, data) VALUES {}",
+                rows_of(db.engine(), chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for (series, day, data) in chunk {
+                q = q.bind(*series).bind(3600_i64).bind(*day).bind(pass).bind(data.as_slice());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in rows.chunks(IDS_PER_STATEMENT / 4) {
+            let keys = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (i * 3 + 1..=i * 3 + 3).map(|n| placeholder(db.engine(), n)).collect();
+                    format!("(series_id = {} AND period = {} AND pass = {})", p[0], p[1], p[2])
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let sql = format!("DELETE FROM metric_rollups WHERE resolution = 60 AND ({keys})");
+            let mut q = sqlx::query(&sql);
+            for (series, period, pass, _) in chunk {
+                q = q.bind(*series).bind(*period).bind(*pass);
+            }
+            buckets += q.execute(&mut *tx).await?.rows_affected();
+        }
     }
+    buckets += sqlx::query("DELETE FROM metric_rollups WHERE resolution = 3600 AND period < $1")
+        .bind(now_ns.saturating_sub(retention.hours_ns).saturating_sub(DAY_NS))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Pruned { segments, buckets })
 }
@@ -292,7 +392,12 @@ pub(super) async fn buckets_of(
     to_ns: i64,
 ) -> StoreResult<HashMap<i64, Vec<Bucket>>> {
     let first = from_ns.div_euclid(resolution_ns) * resolution_ns;
-    let period = period_of(resolution_ns);
+    // Hour buckets are kept as minute rows until those pass their retention, and as day rows after.
+    let (coarsest, earliest) = if resolution_ns == MINUTE_NS {
+        (60_i64, first.div_euclid(HOUR_NS) * HOUR_NS)
+    } else {
+        (3600, first.div_euclid(DAY_NS) * DAY_NS)
+    };
     let mut gathered = Gathered::default();
     let mut tx = db.pool().begin().await?;
     if db.engine() == Engine::Postgres {
@@ -301,25 +406,25 @@ pub(super) async fn buckets_of(
     for chunk in series.chunks(IDS_PER_STATEMENT) {
         let list: Vec<String> = (4..chunk.len() + 4).map(|n| placeholder(db.engine(), n)).collect();
         let sql = format!(
-            "SELECT series_id, period, data FROM metric_rollups WHERE resolution = {} AND period >= {} \
-             AND period <= {} AND series_id IN ({})",
+            "SELECT series_id, resolution, period, data FROM metric_rollups WHERE resolution <= {} \
+             AND period >= {} AND period <= {} AND series_id IN ({})",
             placeholder(db.engine(), 1),
             placeholder(db.engine(), 2),
             placeholder(db.engine(), 3),
             list.join(", ")
         );
-        let mut q = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql)
-            .bind(resolution_ns / 1_000_000_000)
-            .bind(first.div_euclid(period) * period)
-            .bind(to_ns);
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, Vec<u8>)>(&sql).bind(coarsest).bind(earliest).bind(to_ns);
         for id in chunk {
             q = q.bind(*id);
         }
-        for (id, start, data) in q.fetch_all(&mut *tx).await? {
-            let buckets = unpack(start, resolution_ns, &data)
+        for (id, resolution, start, data) in q.fetch_all(&mut *tx).await? {
+            let buckets = unpack(start, resolution * 1_000_000_000, &data)
                 .ok_or_else(|| StoreError::Internal(format!("a rollup row of series {id} is damaged")))?;
-            for b in buckets.into_iter().filter(|b| b.start >= first && b.start <= to_ns) {
-                gathered.entry((id, resolution_ns, b.start)).and_modify(|m| m.merge(&b)).or_insert(b);
+            for mut b in buckets {
+                b.start = b.start.div_euclid(resolution_ns) * resolution_ns;
+                if b.start >= first && b.start <= to_ns {
+                    gathered.entry((id, resolution_ns, b.start)).and_modify(|m| m.merge(&b)).or_insert(b);
+                }
             }
         }
     }

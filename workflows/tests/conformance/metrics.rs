@@ -252,3 +252,37 @@ async fn utilisation_is_averaged_and_ranked_per_host_and_pooled_per_cluster() {
     assert!((clusters[0].cpu_avg - 34.0).abs() < 1e-9, "{:?}", clusters[0]);
     assert_invalid(report::utilisation(&db, "datacenter", window.0, window.1).await, "by");
 }
+
+#[tokio::test]
+async fn the_points_waiting_for_the_rollups_are_counted() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    assert_eq!(rollup::unfolded_points(&db).await.unwrap(), 0);
+    write_at(&store, &[(0, 1.0), (1, 2.0)]).await;
+    write_at(&store, &[(2, 3.0)]).await;
+    assert_eq!(rollup::unfolded_points(&db).await.unwrap(), 3);
+    roll_up_all(&db).await;
+    assert_eq!(rollup::unfolded_points(&db).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn minute_rows_past_their_retention_become_hour_buckets_with_the_same_figures() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    // Two hours of a day, the second hour folded in two passes (a late point).
+    write_at(&store, &[(0, 1.0), (120, 5.0), (3600, 2.0)]).await;
+    roll_up_all(&db).await;
+    write_at(&store, &[(3660, 8.0)]).await;
+    roll_up_all(&db).await;
+    let sel = select("m", "v", &[]);
+    let before = rollup::rollups(&db, &sel, HOUR_NS, BASE, BASE + 2 * HOUR_NS).await.unwrap();
+    assert_eq!(before[0].1, [bucket(0, 1.0, 5.0, 6.0, 2), bucket(3600, 2.0, 8.0, 10.0, 2)]);
+
+    let retention = Retention { raw_ns: HOUR_NS, minutes_ns: HOUR_NS, hours_ns: 365 * 24 * HOUR_NS };
+    let pruned = rollup::prune(&db, BASE + 4 * HOUR_NS, retention).await.unwrap();
+    assert_eq!(pruned.buckets, 3, "three minute rows: one of the first hour, two of the second");
+    assert!(rollup::rollups(&db, &sel, MINUTE_NS, BASE, BASE + 2 * HOUR_NS).await.unwrap()[0].1.is_empty());
+    let after = rollup::rollups(&db, &sel, HOUR_NS, BASE, BASE + 2 * HOUR_NS).await.unwrap();
+    assert_eq!(after[0].1, before[0].1, "the hours read the same from their compacted row");
+    assert_eq!(rollup::prune(&db, BASE + 4 * HOUR_NS, retention).await.unwrap().buckets, 0);
+}
