@@ -39,7 +39,8 @@ const SEGMENTS_PER_READ: i64 = 64;
 /// Rounds a missing segment number is looked for again: on PostgreSQL a segment numbered before another can
 /// commit after it (another server's write); a number never seen was a rolled-back write.
 const HOLE_ROUNDS: u8 = 5;
-const MAX_HOLES: usize = 10_000;
+/// Missing numbers looked for at most; a wider gap (a sequence that jumped) is not a commit running late.
+const MAX_HOLES: usize = 256;
 /// How often every watched series is read again, catching series another server numbered out of order.
 const RELOAD_SERIES_EVERY: u32 = 60;
 
@@ -764,9 +765,11 @@ impl Evaluator {
                     .await?;
             let Some(last) = rows.last().map(|r| r.0) else { break };
             for (id, _) in &rows {
-                for missing in (next + 1)..*id {
-                    if self.holes.len() < MAX_HOLES {
-                        self.holes.push((missing, HOLE_ROUNDS));
+                if *id - next <= MAX_HOLES as i64 {
+                    for missing in (next + 1)..*id {
+                        if self.holes.len() < MAX_HOLES {
+                            self.holes.push((missing, HOLE_ROUNDS));
+                        }
                     }
                 }
                 next = *id;
