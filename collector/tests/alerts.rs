@@ -94,8 +94,9 @@ async fn a_silent_agent_opens_a_p1_incident_on_its_host_that_resolves_when_it_re
     let dc = ci(&db, "datacenter", "e2e-dc", Some(&region)).await;
     let cluster = ci(&db, "cluster", "e2e-cl", Some(&dc)).await;
     let host = ci(&db, "host", HOST, Some(&cluster)).await;
-    // Silent for two intervals of a second: down. Reporting again for a second: recovered.
-    let silent = Condition::Silent { intervals: 2, interval_secs: 1 };
+    // Silent for four intervals of a second: down (the agent reports every 300 ms, so a busy machine has
+    // room). Reporting again for a second: recovered.
+    let silent = Condition::Silent { intervals: 4, interval_secs: 1 };
     let scope = BTreeMap::from([("host".to_owned(), HOST.to_owned())]);
     let rule =
         RuleSpec::new("host down", "", "system", "uptime", scope, silent, 0, 1, Severity::Critical, true).unwrap();
