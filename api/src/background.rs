@@ -14,17 +14,34 @@ use tollgate_workflows::metrics::store::MetricStore;
 use tollgate_workflows::Db;
 use tollgate_workflows::{approval, incident};
 
+/// The ticks of a loop: every `period` (a late tick delays the next), until shutdown.
+struct Ticks {
+    tick: tokio::time::Interval,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Ticks {
+    fn new(period: Duration, shutdown: watch::Receiver<bool>) -> Ticks {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks { tick, shutdown }
+    }
+
+    /// Waits for the next tick: `false` once shutdown is asked for.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => true,
+            _ = self.shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+}
+
 /// Every `interval`: checks running incidents for SLA breaches (escalating first breaches) and approval
 /// stages for timeouts.
-pub fn spawn_timers(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn_timers(db: Db, interval: Duration, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        let mut ticks = Ticks::new(interval, shutdown);
+        while ticks.next().await {
             match incident::sla_sweep(&db).await {
                 Ok(touched) => {
                     for i in touched {
@@ -48,21 +65,16 @@ pub fn spawn_self_metrics(
     store: MetricStore,
     clock: tollgate_workflows::Clock,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let root = std::path::PathBuf::from("/");
         let name = host::hostname(&root).unwrap_or_else(|| "tollgate-server".to_owned());
         let tags = vec![("host".to_owned(), name)];
         let mut reader = HostReader::new(root);
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = Ticks::new(interval, shutdown);
         let mut warned = false;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        while ticks.next().await {
             let at = clock.now_nanos();
             // Reading /proc is a handful of small files: quick enough not to need a blocking thread.
             let mut missing = Vec::new();
@@ -85,17 +97,12 @@ pub fn spawn_alert_evaluator(
     policy: Arc<IncidentPolicy>,
     totals: Arc<EvaluatorTotals>,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut evaluator = Evaluator::new(db, policy, totals);
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        let mut ticks = Ticks::new(interval, shutdown);
+        while ticks.next().await {
             match evaluator.round().await {
                 Ok(round) => {
                     if !(round.reported.is_empty() && round.resolved.is_empty() && round.suppressed.is_empty()) {
@@ -126,18 +133,13 @@ pub fn spawn_metric_upkeep(
     db: Db,
     retention: Retention,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(BACKLOG_CHECK.min(interval));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = Ticks::new(BACKLOG_CHECK.min(interval), shutdown);
         let mut last_prune: Option<std::time::Instant> = None;
         let mut last_fold: Option<std::time::Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        while ticks.next().await {
             // On time, everything waiting is folded; between times, only full passes (a pass writes a row per
             // series and period it meets, so small passes cost as much as big ones).
             let on_time = last_fold.is_none_or(|at| at.elapsed() >= interval);

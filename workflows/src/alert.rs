@@ -59,6 +59,18 @@ pub enum Condition {
     Silent { intervals: u32, interval_secs: u64 },
 }
 
+impl Condition {
+    /// How long a `silent` series may report nothing, in seconds; `None` for a threshold.
+    pub fn silence_secs(&self) -> Option<i64> {
+        match *self {
+            Condition::Silent { intervals, interval_secs } => {
+                Some(i64::from(intervals).saturating_mul(i64::try_from(interval_secs).unwrap_or(i64::MAX)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What a rule watches and when it fires: everything but its name and bookkeeping (stored as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleBody {

@@ -85,8 +85,8 @@ pub enum Verdict {
 /// says whether the series already has an alert (a silent series with none read since a restart stays silent).
 pub fn judge(condition: &Condition, latest: Option<(i64, f64)>, now_ns: i64, was_alerting: bool) -> Verdict {
     match (*condition, latest) {
-        (Condition::Silent { intervals, interval_secs }, Some((at, _))) => {
-            let window = i64::from(intervals).saturating_mul(i64::try_from(interval_secs).unwrap_or(i64::MAX));
+        (Condition::Silent { .. }, Some((at, _))) => {
+            let window = condition.silence_secs().unwrap_or(0);
             if now_ns.saturating_sub(at) > window.saturating_mul(1_000_000_000) {
                 Verdict::Trouble
             } else {
@@ -183,28 +183,22 @@ struct StateRow {
 const STATE_COLUMNS: &str = "rule_id, fingerprint, series_id, state, since, value, ci_id, incident_id, \
     suppressed_by_change, suppressed_by_alert";
 
+/// A stored alert with its rule's name and its series, as listed.
 #[derive(sqlx::FromRow)]
 struct AlertRow {
-    rule_id: String,
     rule_name: String,
-    fingerprint: String,
     measurement: Option<String>,
     field: Option<String>,
     tags: Option<String>,
-    state: String,
-    since: i64,
-    value: Option<f64>,
-    ci_id: Option<String>,
-    incident_id: Option<String>,
-    suppressed_by_change: Option<String>,
-    suppressed_by_alert: Option<String>,
+    #[sqlx(flatten)]
+    stored: StateRow,
 }
 
 /// Every alert not fine, most recent first.
 pub async fn list_alerts(db: &Db) -> StoreResult<Vec<Alert>> {
     let rows: Vec<AlertRow> = sqlx::query_as(
-        "SELECT s.rule_id, r.name AS rule_name, s.fingerprint, m.measurement, m.field, m.tags, s.state, s.since, \
-         s.value, s.ci_id, s.incident_id, s.suppressed_by_change, s.suppressed_by_alert \
+        "SELECT s.rule_id, r.name AS rule_name, s.fingerprint, s.series_id, m.measurement, m.field, m.tags, \
+         s.state, s.since, s.value, s.ci_id, s.incident_id, s.suppressed_by_change, s.suppressed_by_alert \
          FROM alert_states s JOIN alert_rules r ON r.id = s.rule_id LEFT JOIN metric_series m ON m.id = s.series_id \
          ORDER BY s.since DESC, s.fingerprint",
     )
@@ -212,22 +206,23 @@ pub async fn list_alerts(db: &Db) -> StoreResult<Vec<Alert>> {
     .await?;
     rows.into_iter()
         .map(|r| {
+            let s = r.stored;
             Ok(Alert {
-                state: Phase::parse(&r.state).ok_or_else(|| {
-                    StoreError::Internal(format!("alert {} has a bad state {:?}", r.fingerprint, r.state))
+                state: Phase::parse(&s.state).ok_or_else(|| {
+                    StoreError::Internal(format!("alert {} has a bad state {:?}", s.fingerprint, s.state))
                 })?,
-                rule_id: r.rule_id,
+                rule_id: s.rule_id,
                 rule_name: r.rule_name,
-                fingerprint: r.fingerprint,
+                fingerprint: s.fingerprint,
                 measurement: r.measurement.unwrap_or_default(),
                 field: r.field.unwrap_or_default(),
                 tags: tags_of(r.tags.as_deref().unwrap_or_default()).into_iter().collect(),
-                since: from_millis(r.since),
-                value: r.value,
-                ci_id: r.ci_id,
-                incident_id: r.incident_id,
-                suppressed_by_change: r.suppressed_by_change,
-                suppressed_by_alert: r.suppressed_by_alert,
+                since: from_millis(s.since),
+                value: s.value,
+                ci_id: s.ci_id,
+                incident_id: s.incident_id,
+                suppressed_by_change: s.suppressed_by_change,
+                suppressed_by_alert: s.suppressed_by_alert,
             })
         })
         .collect()
@@ -403,7 +398,7 @@ impl Evaluator {
         }
         // Alerts of an enabled rule on a series it no longer watches (its scope was edited) are gone.
         for row in states.into_values() {
-            let mut tx = self.db.write_locking(&self.ctx, &format!("alert:{}", row.fingerprint)).await?;
+            let mut tx = self.lock(&row.fingerprint).await?;
             sqlx::query(
                 "DELETE FROM alert_states WHERE rule_id = $1 AND fingerprint = $2 AND state = $3 AND since = $4",
             )
@@ -478,10 +473,15 @@ impl Evaluator {
         Ok(round)
     }
 
+    /// A write transaction that takes turns with every other writer of the alert `fingerprint`.
+    async fn lock(&self, fingerprint: &str) -> StoreResult<crate::store::WriteTx<'_>> {
+        self.db.write_locking(&self.ctx, &format!("alert:{fingerprint}")).await
+    }
+
     /// Writes an alert's step if the alert is still as read; a step that resolves an alert resolves its
     /// incident. Returns whether it was applied.
     async fn apply_step(&self, j: &Judged<'_>, now_ms: i64, round: &mut Round) -> StoreResult<bool> {
-        let mut tx = self.db.write_locking(&self.ctx, &format!("alert:{}", j.fingerprint)).await?;
+        let mut tx = self.lock(&j.fingerprint).await?;
         let now: Option<(String, i64)> =
             sqlx::query_as("SELECT state, since FROM alert_states WHERE rule_id = $1 AND fingerprint = $2")
                 .bind(&j.rule.id)
@@ -579,7 +579,7 @@ impl Evaluator {
         by_change: Option<&str>,
         by_alert: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.db.write_locking(&self.ctx, &format!("alert:{}", j.fingerprint)).await?;
+        let mut tx = self.lock(&j.fingerprint).await?;
         sqlx::query(
             "UPDATE alert_states SET ci_id = $1, suppressed_by_change = $2, suppressed_by_alert = $3, updated_at = $4 \
              WHERE rule_id = $5 AND fingerprint = $6 AND state = 'firing' AND incident_id IS NULL",
@@ -651,7 +651,7 @@ impl Evaluator {
                 Err(e) => return Err(e),
             }
         }
-        let mut tx = self.db.write_locking(&self.ctx, &format!("alert:{}", j.fingerprint)).await?;
+        let mut tx = self.lock(&j.fingerprint).await?;
         sqlx::query(
             "UPDATE alert_states SET incident_id = $1, ci_id = $2, suppressed_by_change = NULL, \
              suppressed_by_alert = NULL, updated_at = $3 WHERE rule_id = $4 AND fingerprint = $5",
@@ -730,16 +730,7 @@ impl Evaluator {
         let cursor = match self.cursor {
             Some(c) => c,
             None => {
-                let silent = rules
-                    .iter()
-                    .filter_map(|r| match r.body.condition {
-                        Condition::Silent { intervals, interval_secs } => {
-                            Some(i64::from(intervals).saturating_mul(i64::try_from(interval_secs).unwrap_or(i64::MAX)))
-                        }
-                        _ => None,
-                    })
-                    .max()
-                    .unwrap_or(0);
+                let silent = rules.iter().filter_map(|r| r.body.condition.silence_secs()).max().unwrap_or(0);
                 let lookback = silent.saturating_mul(2_000_000_000).clamp(STALE_NS, MAX_LOOKBACK_NS);
                 let (first,): (Option<i64>,) = sqlx::query_as("SELECT MIN(id) FROM metric_segments WHERE max_ts >= $1")
                     .bind(now_ns.saturating_sub(lookback))

@@ -53,18 +53,24 @@ pub(super) fn read_xor(rest: &mut &[u8], prev: &mut u64) -> Option<f64> {
     Some(f64::from_bits(*prev))
 }
 
-/// Unpacks a block; `None` when it is not a block this version wrote (or is damaged).
-pub fn decode(data: &[u8]) -> Option<Vec<(i64, f64)>> {
-    let (&format, mut rest) = data.split_first()?;
-    if format != FORMAT {
+/// The count after a packed value's format byte, and what follows it; `None` when the format is not
+/// `format` or the count is more than the bytes left (every item takes at least one: a larger count is
+/// damage, not a reason to allocate).
+pub(super) fn header(data: &[u8], format: u8) -> Option<(usize, &[u8])> {
+    let (&found, mut rest) = data.split_first()?;
+    if found != format {
         return None;
     }
     let n = read_varint(&mut rest)?;
-    // Every point takes at least two bytes: a count beyond that is damage, not a reason to allocate.
     if n > rest.len() as u64 {
         return None;
     }
-    let n = n as usize;
+    Some((n as usize, rest))
+}
+
+/// Unpacks a block; `None` when it is not a block this version wrote (or is damaged).
+pub fn decode(data: &[u8]) -> Option<Vec<(i64, f64)>> {
+    let (n, mut rest) = header(data, FORMAT)?;
     let mut times = Vec::with_capacity(n);
     let mut prev = 0_i64;
     for _ in 0..n {

@@ -12,10 +12,10 @@
 //! A point written twice at one instant (a batch sent again after its answer was lost) counts once in
 //! queries of points but twice in the rollups of its bucket.
 
-use super::block::{push_varint, push_xor, read_varint, read_xor};
+use super::block::{header, push_varint, push_xor, read_varint, read_xor};
 use super::store::{decode_segment, select_series, Selector, Series};
 use crate::error::{StoreError, StoreResult};
-use crate::store::{placeholder, Db, Engine};
+use crate::store::{placeholder, placeholders, Db, Engine};
 use std::collections::HashMap;
 
 pub const MINUTE_NS: i64 = 60 * 1_000_000_000;
@@ -100,15 +100,8 @@ fn pack(period: i64, resolution_ns: i64, buckets: &[Bucket]) -> Vec<u8> {
 
 /// The buckets [`pack`] packed; `None` when the row is damaged.
 fn unpack(period: i64, resolution_ns: i64, data: &[u8]) -> Option<Vec<Bucket>> {
-    let (&format, mut rest) = data.split_first()?;
-    if format != PACKED_FORMAT {
-        return None;
-    }
-    let n = read_varint(&mut rest)?;
-    if n > rest.len() as u64 {
-        return None;
-    }
-    let mut buckets = Vec::with_capacity(n as usize);
+    let (n, mut rest) = header(data, PACKED_FORMAT)?;
+    let mut buckets = Vec::with_capacity(n);
     for _ in 0..n {
         let slot = i64::try_from(read_varint(&mut rest)?).ok()?;
         let count = i64::try_from(read_varint(&mut rest)?).ok()?;
@@ -148,13 +141,7 @@ fn gather(into: &mut Gathered, series: i64, points: &[(i64, f64)], resolutions: 
 
 /// Placeholders `(…), (…)` for `rows` rows of `width` values, numbered from 1 on PostgreSQL.
 fn rows_of(engine: Engine, rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let p: Vec<String> = (r * width + 1..=r * width + width).map(|n| placeholder(engine, n)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    (0..rows).map(|r| format!("({})", placeholders(engine, r * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
 /// Folds up to one pass of segments not yet rolled up into the rollups; returns how many it folded (0 when
@@ -196,8 +183,8 @@ async fn try_roll_up(db: &Db) -> StoreResult<Option<usize>> {
     let mut gathered = Gathered::default();
     let (mut folded, mut damaged) = (Vec::new(), Vec::new());
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|n| placeholder(db.engine(), n)).collect();
-        let sql = format!("SELECT id, data FROM metric_segments WHERE id IN ({})", list.join(", "));
+        let sql =
+            format!("SELECT id, data FROM metric_segments WHERE id IN ({})", placeholders(db.engine(), 1, chunk.len()));
         let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
         for id in chunk {
             q = q.bind(*id);
@@ -237,11 +224,10 @@ async fn try_roll_up(db: &Db) -> StoreResult<Option<usize>> {
     }
     for (ids, state) in [(&folded, 1_i64), (&damaged, 2)] {
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let list: Vec<String> = (2..=chunk.len() + 1).map(|n| placeholder(db.engine(), n)).collect();
             let sql = format!(
                 "UPDATE metric_segments SET rolled_up = {} WHERE rolled_up = 0 AND id IN ({})",
                 placeholder(db.engine(), 1),
-                list.join(", ")
+                placeholders(db.engine(), 2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(state);
             for id in chunk {
@@ -404,14 +390,13 @@ pub(super) async fn buckets_of(
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
     }
     for chunk in series.chunks(IDS_PER_STATEMENT) {
-        let list: Vec<String> = (4..chunk.len() + 4).map(|n| placeholder(db.engine(), n)).collect();
         let sql = format!(
             "SELECT series_id, resolution, period, data FROM metric_rollups WHERE resolution <= {} \
              AND period >= {} AND period <= {} AND series_id IN ({})",
             placeholder(db.engine(), 1),
             placeholder(db.engine(), 2),
             placeholder(db.engine(), 3),
-            list.join(", ")
+            placeholders(db.engine(), 4, chunk.len())
         );
         let mut q = sqlx::query_as::<_, (i64, i64, i64, Vec<u8>)>(&sql).bind(coarsest).bind(earliest).bind(to_ns);
         for id in chunk {

@@ -408,11 +408,7 @@ fn encode_segment(points: &[(i64, i64, f64)]) -> Vec<u8> {
 
 /// The points of a segment's series that `want` accepts, by series number; `None` when the segment is damaged.
 pub(crate) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<Vec<(i64, Points)>> {
-    let (&format, mut rest) = data.split_first()?;
-    if format != SEGMENT_FORMAT {
-        return None;
-    }
-    let n = read_varint(&mut rest)?;
+    let (n, mut rest) = block::header(data, SEGMENT_FORMAT)?;
     let mut found = Vec::new();
     for _ in 0..n {
         let id = read_varint(&mut rest)? as i64;

@@ -155,6 +155,11 @@ pub fn placeholder(engine: super::Engine, n: usize) -> String {
     }
 }
 
+/// The placeholders of `count` values bound one after another from the `first`th, joined by commas.
+pub fn placeholders(engine: super::Engine, first: usize, count: usize) -> String {
+    (first..first + count).map(|n| placeholder(engine, n)).collect::<Vec<_>>().join(", ")
+}
+
 /// Rows per multi-row `INSERT`, well under either engine's limit on bound values.
 pub const ROWS_PER_INSERT: usize = 500;
 

@@ -10,7 +10,7 @@ mod migrations;
 mod tx;
 
 pub(crate) use deferred::{Deferred, Param};
-pub use filter::{bind_list, placeholder, Filter, ROWS_PER_INSERT};
+pub use filter::{bind_list, placeholder, placeholders, Filter, ROWS_PER_INSERT};
 pub(crate) use memo::Memo;
 pub use migrations::{migrations_for, Engine};
 pub use tx::{AuditContext, WriteTx};
