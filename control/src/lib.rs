@@ -5,7 +5,10 @@
 //! operation) or HTTP (that is `tollgate-api`). The libvirt driver, behind the `libvirt` feature, is the
 //! only code in the workspace that links libvirt's C library; only the host agent enables it.
 //!
-//! Layout: the crate holds no operations yet; the control-plane work adds the `Hypervisor` driver
-//! trait, the simulated and libvirt drivers, placement and jobs here.
+//! Layout:
+//! - [`hypervisor`] — the `Hypervisor` driver trait, the simulated driver, the libvirt driver (feature
+//!   `libvirt`) and the domain XML they share.
+
+pub mod hypervisor;
 
 pub use tollgate_workflows as workflows;

@@ -1,0 +1,450 @@
+//! The libvirt driver (QEMU/KVM; Xen and LXC where libvirt offers them): one connection per host agent,
+//! domains read back from their live XML after every change, memory modules as DIMMs, limits through the
+//! scheduler and block I/O tuning, live migration peer to peer with all storage copied.
+
+mod ffi;
+mod read;
+
+use super::{
+    disk_volume, plan_memory, xml, Disk, Domain, DomainSpec, DomainStats, HvResult, Hypervisor, HypervisorError,
+    Limits, MemoryStep, Peer, PowerState, NO_NET_LIMIT,
+};
+use read::LiveXml;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use virt::connect::Connect;
+use virt::domain::{Domain as VirDomain, MigrateParameters, SchedBandwidth, SchedulerInfo};
+use virt::error::ErrorNumber;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+
+/// The storage pool that holds templates and overlays.
+pub const POOL: &str = "default";
+/// How long a guest gets to release an unplugged vCPU or memory module.
+const UNPLUG_WAIT: Duration = Duration::from_secs(20);
+/// The CFS period a CPU quota is a share of (100 ms, the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+const LIVE_AND_CONFIG: u32 = sys::VIR_DOMAIN_AFFECT_LIVE | sys::VIR_DOMAIN_AFFECT_CONFIG;
+
+/// A host's libvirt daemon.
+pub struct Libvirt {
+    uri: String,
+    conn: Mutex<Option<Connect>>,
+    virt_type: String,
+}
+
+fn backend(e: virt::error::Error) -> HypervisorError {
+    HypervisorError::Backend(e.message().to_string())
+}
+
+fn lookup_error(name: &str, e: virt::error::Error) -> HypervisorError {
+    if e.code().is(ErrorNumber::NoDomain) {
+        HypervisorError::NotFound { name: name.to_string() }
+    } else {
+        backend(e)
+    }
+}
+
+impl Libvirt {
+    /// Connects to the daemon at `uri` (`qemu:///system`, `qemu+unix:///system?socket=…`) and learns
+    /// whether it offers KVM or only emulation.
+    pub fn connect(uri: &str) -> HvResult<Libvirt> {
+        let conn = Connect::open(Some(uri)).map_err(backend)?;
+        let caps = conn.capabilities().map_err(backend)?;
+        let virt_type = read::best_domain_type(&caps)?;
+        Ok(Libvirt { uri: uri.to_string(), conn: Mutex::new(Some(conn)), virt_type })
+    }
+
+    /// `kvm`, or `qemu` where the host has no KVM.
+    pub fn virt_type(&self) -> &str {
+        &self.virt_type
+    }
+
+    /// The live connection, opened again if the daemon restarted.
+    fn conn(&self) -> HvResult<MutexGuard<'_, Option<Connect>>> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let alive = guard.as_ref().map(|c| c.is_alive().unwrap_or(false)).unwrap_or(false);
+        if !alive {
+            *guard = Some(Connect::open(Some(&self.uri)).map_err(backend)?);
+        }
+        Ok(guard)
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&Connect) -> HvResult<T>) -> HvResult<T> {
+        let guard = self.conn()?;
+        match guard.as_ref() {
+            Some(c) => f(c),
+            None => Err(HypervisorError::Backend("no connection to libvirt".into())),
+        }
+    }
+
+    fn lookup(conn: &Connect, name: &str) -> HvResult<VirDomain> {
+        super::valid_name(name)?;
+        conn.lookup_domain_by_name(name).map_err(|e| lookup_error(name, e))
+    }
+
+    fn pool(conn: &Connect) -> HvResult<StoragePool> {
+        let pool = conn
+            .lookup_storage_pool_by_name(POOL)
+            .map_err(|_| HypervisorError::MissingImage { what: format!("storage pool {POOL}") })?;
+        // Files copied into the pool's folder by hand appear after a refresh.
+        let _ = pool.refresh(0);
+        Ok(pool)
+    }
+
+    fn pool_dir(pool: &StoragePool) -> HvResult<String> {
+        read::pool_path(&pool.xml_desc(0).map_err(backend)?)
+    }
+
+    fn read(conn: &Connect, dom: &VirDomain) -> HvResult<Domain> {
+        let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+        let (state, _) = dom.state().map_err(backend)?;
+        let state = match state {
+            virt::enumutil::Enum::Known(virt::domain::DomainState::Running)
+            | virt::enumutil::Enum::Known(virt::domain::DomainState::Blocked) => PowerState::Running,
+            virt::enumutil::Enum::Known(virt::domain::DomainState::Paused) => PowerState::Paused,
+            virt::enumutil::Enum::Known(virt::domain::DomainState::Shutoff) => PowerState::ShutOff,
+            _ => PowerState::Other,
+        };
+        let pool_dir = Self::pool(conn).and_then(|p| Self::pool_dir(&p)).ok();
+        let disks = live
+            .disks
+            .iter()
+            .map(|d| {
+                let capacity_bytes = dom.block_info(&d.target, 0).map(|b| b.capacity).unwrap_or(0);
+                let volume = match (&pool_dir, &d.file) {
+                    (Some(dir), Some(file)) => file
+                        .strip_prefix(dir.as_str())
+                        .map(|rest| rest.trim_start_matches('/'))
+                        .filter(|rest| !rest.contains('/'))
+                        .map(str::to_string),
+                    _ => None,
+                };
+                Disk { target: d.target.clone(), volume, capacity_bytes }
+            })
+            .collect();
+        Ok(Domain {
+            name: live.name,
+            uuid: live.uuid,
+            vm_id: live.vm_id,
+            state,
+            id: dom.id(),
+            vcpus: live.vcpus,
+            max_vcpus: live.max_vcpus,
+            memory: live.memory,
+            disks,
+        })
+    }
+
+    fn running(dom: &VirDomain, name: &str) -> HvResult<()> {
+        if dom.is_active().map_err(backend)? {
+            Ok(())
+        } else {
+            Err(HypervisorError::Invalid(format!("{name} is not running")))
+        }
+    }
+
+    /// Polls the domain until `done` holds or the guest's time is up.
+    fn wait_for(conn: &Connect, dom: &VirDomain, what: &str, done: impl Fn(&Domain) -> bool) -> HvResult<Domain> {
+        let deadline = Instant::now() + UNPLUG_WAIT;
+        loop {
+            let d = Self::read(conn, dom)?;
+            if done(&d) {
+                return Ok(d);
+            }
+            if Instant::now() >= deadline {
+                return Err(HypervisorError::Backend(format!(
+                    "the guest did not release {what} within {} s (does it run an OS with ACPI hotplug?)",
+                    UNPLUG_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn kind(&self) -> String {
+        format!("libvirt/{}", self.virt_type)
+    }
+
+    fn domains(&self) -> HvResult<Vec<Domain>> {
+        self.with_conn(|conn| {
+            let all = conn.list_all_domains(0).map_err(backend)?;
+            let mut out = Vec::with_capacity(all.len());
+            for dom in &all {
+                match Self::read(conn, dom) {
+                    Ok(d) => out.push(d),
+                    // Undefined between the listing and the read.
+                    Err(HypervisorError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn domain(&self, name: &str) -> HvResult<Domain> {
+        self.with_conn(|conn| Self::read(conn, &Self::lookup(conn, name)?))
+    }
+
+    fn provision(&self, spec: &DomainSpec) -> HvResult<Domain> {
+        spec.validate()?;
+        self.with_conn(|conn| {
+            if let Ok(dom) = conn.lookup_domain_by_name(&spec.name) {
+                let d = Self::read(conn, &dom)?;
+                if d.vm_id.as_deref() != Some(spec.vm_id.as_str()) {
+                    return Err(HypervisorError::Exists { name: spec.name.clone() });
+                }
+                if !dom.is_active().map_err(backend)? {
+                    dom.create().map_err(backend)?;
+                }
+                return Self::read(conn, &dom);
+            }
+            let pool = Self::pool(conn)?;
+            let template = pool
+                .lookup_storage_vol_by_name(&spec.image)
+                .map_err(|_| HypervisorError::MissingImage { what: format!("image {}", spec.image) })?;
+            let template_path = template.path().map_err(backend)?;
+            let overlay = match pool.lookup_storage_vol_by_name(&spec.disk_volume()) {
+                Ok(v) => v,
+                Err(_) => {
+                    let vol = xml::volume(&spec.disk_volume(), spec.disk_gib << 30, Some(&template_path));
+                    StorageVol::create_xml(&pool, &vol, 0).map_err(backend)?
+                }
+            };
+            let disk_path = overlay.path().map_err(backend)?;
+            let definition = xml::domain(spec, &self.virt_type, &disk_path);
+            let dom = conn.define_domain_xml(&definition).map_err(backend)?;
+            if let Err(e) = dom.create() {
+                // Leave nothing half made: the next attempt starts clean.
+                let _ = dom.undefine();
+                let _ = overlay.delete(0);
+                return Err(backend(e));
+            }
+            Self::read(conn, &dom)
+        })
+    }
+
+    fn start(&self, name: &str) -> HvResult<Domain> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            if !dom.is_active().map_err(backend)? {
+                dom.create().map_err(backend)?;
+            }
+            Self::read(conn, &dom)
+        })
+    }
+
+    fn stop(&self, name: &str) -> HvResult<Domain> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            if dom.is_active().map_err(backend)? {
+                dom.destroy().map_err(backend)?;
+            }
+            Self::read(conn, &dom)
+        })
+    }
+
+    fn delete(&self, name: &str) -> HvResult<()> {
+        self.with_conn(|conn| {
+            let dom = match Self::lookup(conn, name) {
+                Ok(dom) => Some(dom),
+                Err(HypervisorError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(dom) = dom {
+                if dom.is_active().map_err(backend)? {
+                    dom.destroy().map_err(backend)?;
+                }
+                dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_NVRAM)
+                    .map_err(backend)?;
+            }
+            if let Ok(vol) = Self::pool(conn)?.lookup_storage_vol_by_name(&disk_volume(name)) {
+                vol.delete(0).map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn set_vcpus(&self, name: &str, vcpus: u32) -> HvResult<Domain> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            Self::running(&dom, name)?;
+            let now = Self::read(conn, &dom)?;
+            if vcpus == 0 {
+                return Err(HypervisorError::Invalid("a VM needs at least one vCPU".into()));
+            }
+            if vcpus > now.max_vcpus {
+                return Err(HypervisorError::Refused {
+                    reason: format!("{vcpus} vCPUs is past the live headroom of {}", now.max_vcpus),
+                    proposal: format!("request a cold resize to {vcpus} vCPUs (a change that restarts the VM)"),
+                });
+            }
+            if now.vcpus == vcpus {
+                return Ok(now);
+            }
+            dom.set_vcpus_flags(vcpus, sys::VIR_DOMAIN_VCPU_LIVE | sys::VIR_DOMAIN_VCPU_CONFIG).map_err(backend)?;
+            Self::wait_for(conn, &dom, "its vCPUs", |d| d.vcpus == vcpus)
+        })
+    }
+
+    fn set_memory(&self, name: &str, memory_mib: u64) -> HvResult<Domain> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            Self::running(&dom, name)?;
+            let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+            match plan_memory(&live.memory, memory_mib)? {
+                MemoryStep::Nothing => Self::read(conn, &dom),
+                MemoryStep::Plug(size) => {
+                    dom.attach_device_flags(&xml::memory_module(size), LIVE_AND_CONFIG).map_err(backend)?;
+                    Self::wait_for(conn, &dom, "the new memory", |d| d.memory.current_mib() == memory_mib)
+                }
+                MemoryStep::Unplug(positions) => {
+                    for i in positions {
+                        let module = live.module_xml.get(i).ok_or_else(|| {
+                            HypervisorError::Backend("the memory modules changed while planning".into())
+                        })?;
+                        dom.detach_device_flags(module, LIVE_AND_CONFIG).map_err(backend)?;
+                    }
+                    Self::wait_for(conn, &dom, "the memory modules", |d| d.memory.current_mib() == memory_mib)
+                }
+            }
+        })
+    }
+
+    fn limits(&self, name: &str) -> HvResult<Limits> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            read_limits(&dom)
+        })
+    }
+
+    fn set_limits(&self, name: &str, change: &Limits) -> HvResult<Limits> {
+        change.validate()?;
+        if change.net_mbit_per_sec.is_some() {
+            return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
+        }
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            Self::running(&dom, name)?;
+            if let Some(pct) = change.cpu_quota_pct {
+                let info = SchedulerInfo {
+                    vcpu_bw: SchedBandwidth {
+                        period: Some(CPU_PERIOD_US),
+                        quota: Some((CPU_PERIOD_US * u64::from(pct) / 100) as i64),
+                    },
+                    ..SchedulerInfo::default()
+                };
+                dom.set_scheduler_parameters_flags(&info, LIVE_AND_CONFIG).map_err(backend)?;
+            }
+            let io = [
+                ("read_bytes_sec", change.disk_read_bytes_per_sec),
+                ("write_bytes_sec", change.disk_write_bytes_per_sec),
+                ("total_iops_sec", change.disk_iops),
+            ];
+            if io.iter().any(|(_, v)| v.is_some()) {
+                let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+                for disk in &live.disks {
+                    ffi::set_block_iotune(&dom, &disk.target, &io, LIVE_AND_CONFIG)?;
+                }
+            }
+            read_limits(&dom)
+        })
+    }
+
+    fn adopt(&self, name: &str, vm_id: &str) -> HvResult<Domain> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            let d = Self::read(conn, &dom)?;
+            match &d.vm_id {
+                Some(existing) if existing == vm_id => return Ok(d),
+                Some(existing) => {
+                    return Err(HypervisorError::Invalid(format!("{name} is already managed as {existing}")))
+                }
+                None => {}
+            }
+            let mut flags = sys::VIR_DOMAIN_AFFECT_CONFIG;
+            if dom.is_active().map_err(backend)? {
+                flags |= sys::VIR_DOMAIN_AFFECT_LIVE;
+            }
+            dom.set_metadata(
+                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(&xml::metadata(vm_id)),
+                Some(xml::METADATA_KEY),
+                Some(xml::METADATA_NS),
+                flags,
+            )
+            .map_err(backend)?;
+            Self::read(conn, &dom)
+        })
+    }
+
+    fn prepare_incoming(&self, disks: &[Disk]) -> HvResult<()> {
+        self.with_conn(|conn| {
+            let pool = Self::pool(conn)?;
+            for disk in disks {
+                let Some(volume) = &disk.volume else { continue };
+                super::valid_name(volume)?;
+                if pool.lookup_storage_vol_by_name(volume).is_err() {
+                    StorageVol::create_xml(&pool, &xml::volume(volume, disk.capacity_bytes, None), 0)
+                        .map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn migrate(&self, name: &str, peer: &Peer) -> HvResult<()> {
+        self.with_conn(|conn| {
+            let dom = Self::lookup(conn, name)?;
+            if !dom.is_active().map_err(backend)? {
+                return Err(HypervisorError::Unsupported(
+                    "moving a stopped VM (cold migration) between hosts without shared storage".into(),
+                ));
+            }
+            let flags = sys::VIR_MIGRATE_LIVE
+                | sys::VIR_MIGRATE_PEER2PEER
+                | sys::VIR_MIGRATE_PERSIST_DEST
+                | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+                | sys::VIR_MIGRATE_NON_SHARED_DISK;
+            dom.migrate_to_uri3(Some(&peer.uri), MigrateParameters::default(), flags).map_err(|e| {
+                HypervisorError::MigrationFailed { peer: peer.host.clone(), reason: e.message().to_string() }
+            })?;
+            // The source's overlay is a copy now; the template stays for other domains.
+            if let Ok(pool) = Self::pool(conn) {
+                if let Ok(vol) = pool.lookup_storage_vol_by_name(&disk_volume(name)) {
+                    let _ = vol.delete(0);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> HvResult<Vec<DomainStats>> {
+        self.with_conn(ffi::all_domain_stats)
+    }
+}
+
+fn read_limits(dom: &VirDomain) -> HvResult<Limits> {
+    let sched = dom.scheduler_parameters_flags(sys::VIR_DOMAIN_AFFECT_CURRENT).map_err(backend)?;
+    let cpu_quota_pct = match (sched.vcpu_bw.period, sched.vcpu_bw.quota) {
+        // Unlimited reads as -1 or as the kernel's maximum.
+        (Some(period), Some(quota)) if period > 0 && quota > 0 && (quota as u64) < period * 1000 => {
+            Some(((quota as u64) * 100).div_ceil(period) as u32)
+        }
+        _ => None,
+    };
+    let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+    let first = live.disks.first();
+    let io = |f: fn(&read::LiveDisk) -> Option<u64>| first.and_then(f);
+    Ok(Limits {
+        cpu_quota_pct,
+        disk_read_bytes_per_sec: io(|d| d.read_bytes_sec),
+        disk_write_bytes_per_sec: io(|d| d.write_bytes_sec),
+        disk_iops: io(|d| d.total_iops_sec),
+        net_mbit_per_sec: None,
+    })
+}

@@ -1,0 +1,195 @@
+//! Reading what libvirt reports: a domain's live XML, the host's capabilities and the pool's folder.
+
+use crate::hypervisor::{xml, HvResult, HypervisorError, MemoryLayout};
+use roxmltree::{Document, Node};
+
+fn bad(what: &str) -> HypervisorError {
+    HypervisorError::Backend(format!("libvirt reported XML without {what}"))
+}
+
+fn parse(text: &str) -> HvResult<Document<'_>> {
+    Document::parse(text).map_err(|e| HypervisorError::Backend(format!("libvirt reported invalid XML: {e}")))
+}
+
+fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    node.children().find(|c| c.has_tag_name(name))
+}
+
+fn number(node: Node<'_, '_>) -> Option<u64> {
+    node.text()?.trim().parse().ok()
+}
+
+/// A size element (`<memory unit='KiB'>…</memory>`) in MiB.
+fn mib(node: Node<'_, '_>) -> Option<u64> {
+    let value = number(node)?;
+    let bytes_per = match node.attribute("unit").unwrap_or("KiB") {
+        "b" | "bytes" => 1,
+        "KB" => 1_000,
+        "k" | "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "M" | "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        _ => return None,
+    };
+    Some(value.saturating_mul(bytes_per) >> 20)
+}
+
+/// A disk as the live XML describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDisk {
+    pub target: String,
+    pub file: Option<String>,
+    pub read_bytes_sec: Option<u64>,
+    pub write_bytes_sec: Option<u64>,
+    pub total_iops_sec: Option<u64>,
+}
+
+/// What Tollgate reads from a domain's live XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveXml {
+    pub name: String,
+    pub uuid: String,
+    pub vm_id: Option<String>,
+    pub vcpus: u32,
+    pub max_vcpus: u32,
+    pub memory: MemoryLayout,
+    /// The XML of each plugged memory module, in the order of `memory.modules_mib`, for unplugging.
+    pub module_xml: Vec<String>,
+    pub disks: Vec<LiveDisk>,
+}
+
+impl LiveXml {
+    pub fn parse(text: &str) -> HvResult<LiveXml> {
+        let doc = parse(text)?;
+        let root = doc.root_element();
+        let text_of = |name: &str| child(root, name).and_then(|n| n.text()).map(str::to_string);
+        let name = text_of("name").ok_or_else(|| bad("a name"))?;
+        let uuid = text_of("uuid").unwrap_or_default();
+        let vm_id = child(root, "metadata")
+            .and_then(|m| m.children().find(|c| c.tag_name().namespace() == Some(xml::METADATA_NS)))
+            .and_then(|vm| vm.attribute("id"))
+            .map(str::to_string);
+        let vcpu = child(root, "vcpu").ok_or_else(|| bad("vCPUs"))?;
+        let max_vcpus = number(vcpu).ok_or_else(|| bad("a vCPU count"))? as u32;
+        let vcpus = vcpu.attribute("current").and_then(|c| c.parse().ok()).unwrap_or(max_vcpus);
+
+        let devices = child(root, "devices");
+        let modules: Vec<Node> = devices
+            .map(|d| {
+                d.children().filter(|c| c.has_tag_name("memory") && c.attribute("model") == Some("dimm")).collect()
+            })
+            .unwrap_or_default();
+        let mut modules_mib = Vec::with_capacity(modules.len());
+        let mut module_xml = Vec::with_capacity(modules.len());
+        for m in &modules {
+            let size = child(*m, "target").and_then(|t| child(t, "size")).and_then(mib);
+            modules_mib.push(size.ok_or_else(|| bad("a memory module's size"))?);
+            module_xml.push(text[m.range()].to_string());
+        }
+        let total = child(root, "memory").and_then(mib).ok_or_else(|| bad("memory"))?;
+        let (max_mib, slots) = match child(root, "maxMemory") {
+            Some(m) => (mib(m).unwrap_or(total), m.attribute("slots").and_then(|s| s.parse().ok()).unwrap_or(0)),
+            None => (total, 0),
+        };
+        let memory =
+            MemoryLayout { base_mib: total.saturating_sub(modules_mib.iter().sum()), modules_mib, max_mib, slots };
+
+        let disks = devices
+            .map(|d| {
+                d.children()
+                    .filter(|c| c.has_tag_name("disk") && c.attribute("device").unwrap_or("disk") == "disk")
+                    .filter_map(|disk| {
+                        let target = child(disk, "target")?.attribute("dev")?.to_string();
+                        let file = child(disk, "source").and_then(|s| s.attribute("file")).map(str::to_string);
+                        let tune = child(disk, "iotune");
+                        let tuned = |name: &str| tune.and_then(|t| child(t, name)).and_then(number).filter(|v| *v > 0);
+                        Some(LiveDisk {
+                            target,
+                            file,
+                            read_bytes_sec: tuned("read_bytes_sec"),
+                            write_bytes_sec: tuned("write_bytes_sec"),
+                            total_iops_sec: tuned("total_iops_sec"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(LiveXml { name, uuid, vm_id, vcpus, max_vcpus, memory, module_xml, disks })
+    }
+}
+
+/// `kvm` when the host offers it for x86_64 guests, else `qemu` (emulation).
+pub fn best_domain_type(capabilities: &str) -> HvResult<String> {
+    let doc = parse(capabilities)?;
+    let types: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("domain") && n.parent().is_some_and(|p| p.has_tag_name("arch")))
+        .filter_map(|n| n.attribute("type"))
+        .collect();
+    if types.contains(&"kvm") {
+        Ok("kvm".into())
+    } else if types.contains(&"qemu") {
+        Ok("qemu".into())
+    } else {
+        Err(HypervisorError::Unsupported(format!("no QEMU or KVM guests on this host (offers {types:?})")))
+    }
+}
+
+/// The folder of a directory storage pool.
+pub fn pool_path(pool_xml: &str) -> HvResult<String> {
+    let doc = parse(pool_xml)?;
+    doc.descendants()
+        .find(|n| n.has_tag_name("path") && n.parent().is_some_and(|p| p.has_tag_name("target")))
+        .and_then(|n| n.text())
+        .map(|p| p.trim_end_matches('/').to_string())
+        .ok_or_else(|| bad("a pool folder"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: &str = r#"<domain type='kvm' id='3'>
+  <name>web-1</name>
+  <uuid>0d2c9a4e-0000-4000-8000-000000000001</uuid>
+  <metadata>
+    <tollgate:vm xmlns:tollgate="https://tollgate.dev/xmlns/vm/1" id="vm-7"/>
+  </metadata>
+  <maxMemory slots='4' unit='KiB'>2097152</maxMemory>
+  <memory unit='KiB'>917504</memory>
+  <vcpu placement='static' current='2'>4</vcpu>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='/var/lib/libvirt/images/web-1.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+      <iotune><read_bytes_sec>1048576</read_bytes_sec><total_iops_sec>0</total_iops_sec></iotune>
+    </disk>
+    <disk type='file' device='cdrom'><target dev='sda'/></disk>
+    <memory model='dimm'><target><size unit='KiB'>262144</size><node>0</node></target><alias name='dimm0'/></memory>
+    <memory model='dimm'><target><size unit='KiB'>131072</size><node>0</node></target><alias name='dimm1'/></memory>
+  </devices>
+</domain>"#;
+
+    #[test]
+    fn the_live_xml_gives_sizes_modules_and_limits() {
+        let live = LiveXml::parse(LIVE).expect("live XML parses");
+        assert_eq!(live.vm_id.as_deref(), Some("vm-7"));
+        assert_eq!((live.vcpus, live.max_vcpus), (2, 4));
+        assert_eq!(live.memory, MemoryLayout { base_mib: 512, modules_mib: vec![256, 128], max_mib: 2048, slots: 4 });
+        assert!(live.module_xml[1].contains("dimm1") && live.module_xml[1].starts_with("<memory"));
+        assert_eq!(live.disks.len(), 1);
+        assert_eq!(live.disks[0].read_bytes_sec, Some(1 << 20));
+        assert_eq!(live.disks[0].total_iops_sec, None);
+    }
+
+    #[test]
+    fn a_domain_without_metadata_is_unmanaged() {
+        let live =
+            LiveXml::parse("<domain><name>x</name><memory>1048576</memory><vcpu>1</vcpu></domain>").expect("parses");
+        assert_eq!(live.vm_id, None);
+        assert_eq!(live.memory.max_mib, 1024);
+        assert!(LiveXml::parse("<domain/>").is_err());
+    }
+}

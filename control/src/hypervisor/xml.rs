@@ -1,0 +1,148 @@
+//! The libvirt XML Tollgate writes: a domain with headroom for live growth, its disk overlay, and the
+//! memory modules plugged later. Pure functions, so they are tested without a daemon.
+
+use super::DomainSpec;
+use std::fmt::Write;
+
+/// The XML namespace of the metadata that marks a domain as Tollgate's.
+pub const METADATA_NS: &str = "https://tollgate.dev/xmlns/vm/1";
+/// The element name (and prefix) of that metadata.
+pub const METADATA_KEY: &str = "tollgate";
+
+/// Escapes text for an XML attribute or element.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The metadata element that carries the VM id (written with [`METADATA_NS`] and [`METADATA_KEY`]).
+pub fn metadata(vm_id: &str) -> String {
+    format!("<vm id=\"{}\"/>", escape(vm_id))
+}
+
+/// The domain definition. `virt_type` is `kvm`, or `qemu` where there is no KVM; `disk_path` is the
+/// overlay volume's path on the host.
+pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str) -> String {
+    let mut x = String::with_capacity(2048);
+    let _ = write!(
+        x,
+        "<domain type='{virt_type}'>\n  <name>{name}</name>\n  <metadata>\n    \
+         <{key}:vm xmlns:{key}='{ns}' id='{vm_id}'/>\n  </metadata>\n",
+        name = escape(&spec.name),
+        key = METADATA_KEY,
+        ns = METADATA_NS,
+        vm_id = escape(&spec.vm_id),
+    );
+    if spec.memory_slots > 0 {
+        let _ =
+            writeln!(x, "  <maxMemory slots='{}' unit='MiB'>{}</maxMemory>", spec.memory_slots, spec.max_memory_mib);
+    }
+    let _ = write!(
+        x,
+        "  <memory unit='MiB'>{mem}</memory>\n  <currentMemory unit='MiB'>{mem}</currentMemory>\n  \
+         <vcpu placement='static' current='{vcpus}'>{max}</vcpu>\n  <os>\n    \
+         <type arch='x86_64' machine='pc'>hvm</type>\n",
+        mem = spec.memory_mib,
+        vcpus = spec.vcpus,
+        max = spec.max_vcpus,
+    );
+    match &spec.boot {
+        Some(boot) => {
+            let _ = write!(
+                x,
+                "    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n",
+                escape(&boot.kernel),
+                escape(&boot.initrd),
+                escape(&boot.cmdline)
+            );
+        }
+        None => x.push_str("    <boot dev='hd'/>\n"),
+    }
+    // A NUMA cell is what memory modules plug into; a named CPU model keeps hosts interchangeable for
+    // migration.
+    let _ = write!(
+        x,
+        "  </os>\n  <features><acpi/><apic/></features>\n  <cpu mode='custom' match='exact' check='none'>\n    \
+         <model fallback='forbid'>qemu64</model>\n    <numa>\n      \
+         <cell id='0' cpus='0-{last}' memory='{mem}' unit='MiB'/>\n    </numa>\n  </cpu>\n  \
+         <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  \
+         <devices>\n    <disk type='file' device='disk'>\n      \
+         <driver name='qemu' type='qcow2' cache='none' discard='unmap'/>\n      \
+         <source file='{disk}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n    \
+         <serial type='pty'/>\n    <console type='pty'/>\n    <memballoon model='virtio'/>\n  </devices>\n\
+         </domain>\n",
+        last = spec.max_vcpus - 1,
+        mem = spec.memory_mib,
+        disk = escape(disk_path),
+    );
+    x
+}
+
+/// A memory module of `size_mib` for NUMA cell 0.
+pub fn memory_module(size_mib: u64) -> String {
+    format!("<memory model='dimm'><target><size unit='MiB'>{size_mib}</size><node>0</node></target></memory>")
+}
+
+/// A qcow2 volume of `capacity_bytes`, overlaying `backing` (a path) when given.
+pub fn volume(name: &str, capacity_bytes: u64, backing: Option<&str>) -> String {
+    let mut x = format!(
+        "<volume><name>{}</name><capacity unit='bytes'>{capacity_bytes}</capacity>\
+         <target><format type='qcow2'/></target>",
+        escape(name)
+    );
+    if let Some(path) = backing {
+        let _ = write!(x, "<backingStore><path>{}</path><format type='qcow2'/></backingStore>", escape(path));
+    }
+    x.push_str("</volume>");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervisor::DirectBoot;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "web-1".into(),
+            vm_id: "vm-<1>".into(),
+            vcpus: 2,
+            max_vcpus: 8,
+            memory_mib: 512,
+            max_memory_mib: 4096,
+            memory_slots: 4,
+            image: "tiny.qcow2".into(),
+            disk_gib: 1,
+            boot: Some(DirectBoot { kernel: "/k".into(), initrd: "/i".into(), cmdline: "a=1 & b".into() }),
+        }
+    }
+
+    #[test]
+    fn the_domain_has_headroom_for_live_growth() {
+        let x = domain(&spec(), "kvm", "/pool/web-1.qcow2");
+        assert!(x.contains("<vcpu placement='static' current='2'>8</vcpu>"), "{x}");
+        assert!(x.contains("<maxMemory slots='4' unit='MiB'>4096</maxMemory>"), "{x}");
+        assert!(x.contains("<cell id='0' cpus='0-7' memory='512' unit='MiB'/>"), "{x}");
+        assert!(x.contains("id='vm-&lt;1&gt;'"), "{x}");
+        assert!(x.contains("<cmdline>a=1 &amp; b</cmdline>"), "{x}");
+        assert!(x.contains("<source file='/pool/web-1.qcow2'/>"), "{x}");
+    }
+
+    #[test]
+    fn an_overlay_names_its_backing_image() {
+        let x = volume("web-1.qcow2", 1 << 30, Some("/pool/tiny.qcow2"));
+        assert!(x.contains("<capacity unit='bytes'>1073741824</capacity>"));
+        assert!(x.contains("<backingStore><path>/pool/tiny.qcow2</path>"));
+        assert!(!volume("a", 1, None).contains("backingStore"));
+    }
+}
