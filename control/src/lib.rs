@@ -8,7 +8,9 @@
 //! Layout:
 //! - [`hypervisor`] — the `Hypervisor` driver trait, the simulated driver, the libvirt driver (feature
 //!   `libvirt`) and the domain XML they share.
+//! - [`placement`] — filters and weighers that choose a host for a new VM.
 
 pub mod hypervisor;
+pub mod placement;
 
 pub use tollgate_workflows as workflows;
