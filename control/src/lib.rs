@@ -9,8 +9,10 @@
 //! - [`hypervisor`] — the `Hypervisor` driver trait, the simulated driver, the libvirt driver (feature
 //!   `libvirt`) and the domain XML they share.
 //! - [`placement`] — filters and weighers that choose a host for a new VM.
+//! - [`task`] — host tasks: what an agent pulls, runs through its driver and reports.
 
 pub mod hypervisor;
 pub mod placement;
+pub mod task;
 
 pub use tollgate_workflows as workflows;

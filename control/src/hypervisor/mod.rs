@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Errors of a driver call, in the terms an operator reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "error", rename_all = "snake_case")]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
 pub enum HypervisorError {
     #[error("no domain named {name} on this host")]
     NotFound { name: String },

@@ -35,11 +35,12 @@ macro_rules! suite {
 }
 pub(crate) use suite;
 
-/// A number from `virsh` output: the value after `label` on its line.
+/// A number from `virsh` output: the first word after `label:` on the line of that label.
 fn virsh_field(out: &str, label: &str) -> Option<u64> {
     out.lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .and_then(|l| l.split([':', ' ']).filter(|w| !w.is_empty()).filter_map(|w| w.parse().ok()).next_back())
+        .filter_map(|l| l.split_once(':'))
+        .find(|(key, _)| key.trim() == label)
+        .and_then(|(_, value)| value.split_whitespace().next()?.parse().ok())
 }
 
 pub fn provisioning_twice_is_one_running_managed_domain(p: &Pair, name: &str) {

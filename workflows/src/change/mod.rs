@@ -4,9 +4,11 @@
 //!
 //! Layout: `plan` — operations and their inverses; `risk` — the risk score and its explanation;
 //! `record` — the stored change; `request` — requests and edits; `lifecycle` — events, guards, overrides;
-//! `query` — lists and timelines; `conflicts` — overlapping work on related CIs.
+//! `query` — lists and timelines; `conflicts` — overlapping work on related CIs; `gate` — the approved
+//! change the control plane requires.
 
 mod conflicts;
+mod gate;
 mod lifecycle;
 mod plan;
 mod query;
@@ -15,6 +17,7 @@ mod request;
 mod risk;
 
 pub use conflicts::{conflicts_of, Conflict};
+pub use gate::{authorise, ApprovedChange, Refusal};
 pub use lifecycle::*;
 pub use plan::{Operation, RollbackStep};
 pub use query::*;

@@ -51,6 +51,9 @@ impl Libvirt {
     /// Connects to the daemon at `uri` (`qemu:///system`, `qemu+unix:///system?socket=…`) and learns
     /// whether it offers KVM or only emulation.
     pub fn connect(uri: &str) -> HvResult<Libvirt> {
+        // libvirt prints every error to stderr by default; here each one is returned and reported once.
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        QUIET.call_once(virt::error::clear_error_callback);
         let conn = Connect::open(Some(uri)).map_err(backend)?;
         let caps = conn.capabilities().map_err(backend)?;
         let virt_type = read::best_domain_type(&caps)?;
@@ -303,11 +306,17 @@ impl Hypervisor for Libvirt {
                     Self::wait_for(conn, &dom, "the new memory", |d| d.memory.current_mib() == memory_mib)
                 }
                 MemoryStep::Unplug(positions) => {
+                    // The running domain and its definition describe a module differently (alias,
+                    // address), so each is detached with its own description.
+                    let config = LiveXml::parse(&dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(backend)?)?;
+                    let changed = || HypervisorError::Backend("the memory modules changed while planning".into());
                     for i in positions {
-                        let module = live.module_xml.get(i).ok_or_else(|| {
-                            HypervisorError::Backend("the memory modules changed while planning".into())
-                        })?;
-                        dom.detach_device_flags(module, LIVE_AND_CONFIG).map_err(backend)?;
+                        let module = live.module_xml.get(i).ok_or_else(changed)?;
+                        dom.detach_device_flags(module, sys::VIR_DOMAIN_AFFECT_LIVE).map_err(backend)?;
+                        if config.memory.modules_mib == live.memory.modules_mib {
+                            let defined = config.module_xml.get(i).ok_or_else(changed)?;
+                            dom.detach_device_flags(defined, sys::VIR_DOMAIN_AFFECT_CONFIG).map_err(backend)?;
+                        }
                     }
                     Self::wait_for(conn, &dom, "the memory modules", |d| d.memory.current_mib() == memory_mib)
                 }
@@ -340,12 +349,16 @@ impl Hypervisor for Libvirt {
                 };
                 dom.set_scheduler_parameters_flags(&info, LIVE_AND_CONFIG).map_err(backend)?;
             }
-            let io = [
-                ("read_bytes_sec", change.disk_read_bytes_per_sec),
-                ("write_bytes_sec", change.disk_write_bytes_per_sec),
-                ("total_iops_sec", change.disk_iops),
-            ];
-            if io.iter().any(|(_, v)| v.is_some()) {
+            let disk_change = [change.disk_read_bytes_per_sec, change.disk_write_bytes_per_sec, change.disk_iops];
+            if disk_change.iter().any(Option::is_some) {
+                // libvirt takes the byte limits as one group (one it is not given becomes 0, no limit), so
+                // the ones not changed are sent as they are.
+                let target = read_limits(&dom)?.merged(change);
+                let io = [
+                    ("read_bytes_sec", Some(target.disk_read_bytes_per_sec.unwrap_or(0))),
+                    ("write_bytes_sec", Some(target.disk_write_bytes_per_sec.unwrap_or(0))),
+                    ("total_iops_sec", Some(target.disk_iops.unwrap_or(0))),
+                ];
                 let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
                 for disk in &live.disks {
                     ffi::set_block_iotune(&dom, &disk.target, &io, LIVE_AND_CONFIG)?;
