@@ -167,7 +167,8 @@ pub struct Domain {
     pub disks: Vec<Disk>,
 }
 
-/// Limits on a running domain; `None` is "no limit".
+/// Limits on a running domain. Read back, `None` is "no limit"; in a change, `None` leaves a limit as it
+/// is and `Some(0)` removes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Each vCPU may use at most this percentage of one host CPU.
@@ -179,24 +180,48 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Applies `change` over `self`: fields it names replace, the rest stay.
+    /// Applies `change` over `self`: fields it names replace (0 clears), the rest stay.
     pub fn merged(&self, change: &Limits) -> Limits {
+        fn pick<T: Copy + PartialEq + Default>(now: Option<T>, change: Option<T>) -> Option<T> {
+            match change {
+                Some(v) if v == T::default() => None,
+                Some(v) => Some(v),
+                None => now,
+            }
+        }
         Limits {
-            cpu_quota_pct: change.cpu_quota_pct.or(self.cpu_quota_pct),
-            disk_read_bytes_per_sec: change.disk_read_bytes_per_sec.or(self.disk_read_bytes_per_sec),
-            disk_write_bytes_per_sec: change.disk_write_bytes_per_sec.or(self.disk_write_bytes_per_sec),
-            disk_iops: change.disk_iops.or(self.disk_iops),
-            net_mbit_per_sec: change.net_mbit_per_sec.or(self.net_mbit_per_sec),
+            cpu_quota_pct: pick(self.cpu_quota_pct, change.cpu_quota_pct),
+            disk_read_bytes_per_sec: pick(self.disk_read_bytes_per_sec, change.disk_read_bytes_per_sec),
+            disk_write_bytes_per_sec: pick(self.disk_write_bytes_per_sec, change.disk_write_bytes_per_sec),
+            disk_iops: pick(self.disk_iops, change.disk_iops),
+            net_mbit_per_sec: pick(self.net_mbit_per_sec, change.net_mbit_per_sec),
+        }
+    }
+
+    /// The change that puts `self` back in place over any other limits: every field named, 0 for none.
+    pub fn restoring(&self) -> Limits {
+        Limits {
+            cpu_quota_pct: Some(self.cpu_quota_pct.unwrap_or(0)),
+            disk_read_bytes_per_sec: Some(self.disk_read_bytes_per_sec.unwrap_or(0)),
+            disk_write_bytes_per_sec: Some(self.disk_write_bytes_per_sec.unwrap_or(0)),
+            disk_iops: Some(self.disk_iops.unwrap_or(0)),
+            // No driver sets network limits yet, so there is none to clear.
+            net_mbit_per_sec: self.net_mbit_per_sec,
         }
     }
 
     pub fn validate(&self) -> HvResult<()> {
         match self.cpu_quota_pct {
-            Some(p) if p == 0 || p > 100 => {
-                Err(HypervisorError::Invalid(format!("a CPU quota is 1 to 100 % of a host CPU, not {p}")))
-            }
+            Some(p) if p > 100 => Err(HypervisorError::Invalid(format!(
+                "a CPU quota is 1 to 100 % of a host CPU (0 removes it), not {p}"
+            ))),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the change asks for a network limit (clearing one that is not there asks nothing).
+    pub fn wants_net(&self) -> bool {
+        self.net_mbit_per_sec.is_some_and(|v| v > 0)
     }
 }
 

@@ -50,9 +50,7 @@ impl SimFleet {
 
     /// Makes a host refuse (or accept again) incoming migrations, as a full or broken destination does.
     pub fn refuse_incoming(&self, host: &str, refuse: bool) {
-        if let Some(h) = self.lock().get_mut(host) {
-            h.refuse_incoming = refuse;
-        }
+        self.lock().entry(host.to_string()).or_default().refuse_incoming = refuse;
     }
 
     /// Defines a running domain that Tollgate does not manage, as an operator would by hand.
@@ -291,7 +289,7 @@ impl Hypervisor for SimHost {
         change.validate()?;
         self.with_domain(name, |d| {
             running(d)?;
-            if change.net_mbit_per_sec.is_some() {
+            if change.wants_net() {
                 return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
             }
             d.limits = d.limits.merged(change);

@@ -69,7 +69,7 @@ pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str) -> String {
         None => x.push_str("    <boot dev='hd'/>\n"),
     }
     // A NUMA cell is what memory modules plug into; a named CPU model keeps hosts interchangeable for
-    // migration.
+    // migration. The serial console is also logged, for boot diagnostics.
     let _ = write!(
         x,
         "  </os>\n  <features><acpi/><apic/></features>\n  <cpu mode='custom' match='exact' check='none'>\n    \
@@ -79,11 +79,12 @@ pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str) -> String {
          <devices>\n    <disk type='file' device='disk'>\n      \
          <driver name='qemu' type='qcow2' cache='none' discard='unmap'/>\n      \
          <source file='{disk}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n    \
-         <serial type='pty'/>\n    <console type='pty'/>\n    <memballoon model='virtio'/>\n  </devices>\n\
-         </domain>\n",
+         <serial type='pty'>\n      <log file='/var/log/libvirt/qemu/{name}-serial.log' append='off'/>\n    </serial>\n    \
+         <console type='pty'/>\n    <memballoon model='virtio'/>\n  </devices>\n</domain>\n",
         last = spec.max_vcpus - 1,
         mem = spec.memory_mib,
         disk = escape(disk_path),
+        name = escape(&spec.name),
     );
     x
 }

@@ -31,6 +31,12 @@ pub trait Outside {
     fn qemu_pid(&self, on_b: bool, name: &str) -> Option<u32>;
     /// Defines and starts a domain behind Tollgate's back (no metadata), as an operator by hand.
     fn define_unmanaged(&self, spec: &DomainSpec);
+    /// Why live vCPU unplug cannot work on these hosts, if it cannot.
+    fn vcpu_unplug_gap(&self) -> Option<&'static str> {
+        None
+    }
+    /// Waits until the guest OS of a domain on A is up (it must be, to release hot-plugged devices).
+    fn wait_guest_ready(&self, name: &str);
 }
 
 impl Pair {

@@ -26,6 +26,8 @@ impl crate::Outside for SimOutside {
     fn qemu_pid(&self, _on_b: bool, _name: &str) -> Option<u32> {
         None
     }
+    fn wait_guest_ready(&self, _name: &str) {}
+
     fn define_unmanaged(&self, spec: &tollgate_control::hypervisor::DomainSpec) {
         self.0.add_unmanaged("sim-a", &spec.name, spec.vcpus, spec.memory_mib);
     }

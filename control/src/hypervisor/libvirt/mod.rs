@@ -51,12 +51,22 @@ impl Libvirt {
     /// Connects to the daemon at `uri` (`qemu:///system`, `qemu+unix:///system?socket=…`) and learns
     /// whether it offers KVM or only emulation.
     pub fn connect(uri: &str) -> HvResult<Libvirt> {
+        Libvirt::connect_as(uri, None)
+    }
+
+    /// [`Libvirt::connect`], creating domains of `virt_type` (`kvm`, `qemu`) rather than the best the
+    /// host offers: some hosts have a KVM device that runs only guest kernels built for it.
+    pub fn connect_as(uri: &str, virt_type: Option<&str>) -> HvResult<Libvirt> {
         // libvirt prints every error to stderr by default; here each one is returned and reported once.
         static QUIET: std::sync::Once = std::sync::Once::new();
         QUIET.call_once(virt::error::clear_error_callback);
         let conn = Connect::open(Some(uri)).map_err(backend)?;
         let caps = conn.capabilities().map_err(backend)?;
-        let virt_type = read::best_domain_type(&caps)?;
+        let virt_type = match virt_type {
+            Some(t) if t == "kvm" || t == "qemu" => t.to_string(),
+            Some(t) => return Err(HypervisorError::Invalid(format!("domain type {t:?} is not kvm or qemu"))),
+            None => read::best_domain_type(&caps)?,
+        };
         Ok(Libvirt { uri: uri.to_string(), conn: Mutex::new(Some(conn)), virt_type })
     }
 
@@ -289,8 +299,24 @@ impl Hypervisor for Libvirt {
             if now.vcpus == vcpus {
                 return Ok(now);
             }
-            dom.set_vcpus_flags(vcpus, sys::VIR_DOMAIN_VCPU_LIVE | sys::VIR_DOMAIN_VCPU_CONFIG).map_err(backend)?;
-            Self::wait_for(conn, &dom, "its vCPUs", |d| d.vcpus == vcpus)
+            let flags = sys::VIR_DOMAIN_VCPU_LIVE | sys::VIR_DOMAIN_VCPU_CONFIG;
+            if vcpus > now.vcpus {
+                dom.set_vcpus_flags(vcpus, flags).map_err(backend)?;
+                return Self::wait_for(conn, &dom, "its vCPUs", |d| d.vcpus == vcpus);
+            }
+            // Shrinking asks the guest to release one vCPU at a time. libvirt waits a few seconds for each
+            // and then reports a timeout although the guest may still be releasing it: wait for it here.
+            let mut d = now;
+            while d.vcpus > vcpus {
+                let next = d.vcpus - 1;
+                match dom.set_vcpus_flags(next, flags) {
+                    Ok(()) => {}
+                    Err(e) if e.code().is(ErrorNumber::OperationTimeout) => {}
+                    Err(e) => return Err(backend(e)),
+                }
+                d = Self::wait_for(conn, &dom, "a vCPU", |d| d.vcpus <= next)?;
+            }
+            Ok(d)
         })
     }
 
@@ -333,7 +359,7 @@ impl Hypervisor for Libvirt {
 
     fn set_limits(&self, name: &str, change: &Limits) -> HvResult<Limits> {
         change.validate()?;
-        if change.net_mbit_per_sec.is_some() {
+        if change.wants_net() {
             return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
         }
         self.with_conn(|conn| {
@@ -343,7 +369,8 @@ impl Hypervisor for Libvirt {
                 let info = SchedulerInfo {
                     vcpu_bw: SchedBandwidth {
                         period: Some(CPU_PERIOD_US),
-                        quota: Some((CPU_PERIOD_US * u64::from(pct) / 100) as i64),
+                        // -1 is "no quota".
+                        quota: Some(if pct == 0 { -1 } else { (CPU_PERIOD_US * u64::from(pct) / 100) as i64 }),
                     },
                     ..SchedulerInfo::default()
                 };
