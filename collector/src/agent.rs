@@ -1,15 +1,19 @@
-//! The agent's loop: every interval, read the host, queue the batch on disk, then send what is queued,
-//! oldest first, until the server refuses to take more or the next reading is due.
+//! The agent's loop: every interval, read the host (and its VMs), queue the batch on disk, then send what is
+//! queued, oldest first, until the server refuses to take more or the next reading is due. With a
+//! hypervisor, host tasks run on a thread of their own.
 
-use crate::host::HostReader;
+use crate::driver::{DriverConfig, LazyDriver};
+use crate::host::{HostReader, Reading};
 use crate::queue::Queue;
 use crate::send::{Outcome, Sender};
+use crate::tasks;
+use crate::vm::VmReader;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the agent runs with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The server's base URL.
     pub server: String,
@@ -25,14 +29,34 @@ pub struct Config {
     pub verbose: bool,
     /// Collect once, send what is queued, and exit: 0 when the queue is empty.
     pub once: bool,
+    /// This host's hypervisor: report its VMs and run its host tasks.
+    pub hypervisor: Option<DriverConfig>,
 }
 
-fn log(message: &str) {
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("token", &"[redacted]")
+            .field("interval", &self.interval)
+            .field("queue_dir", &self.queue_dir)
+            .field("queue_max_bytes", &self.queue_max_bytes)
+            .field("tags", &self.tags)
+            .field("root", &self.root)
+            .field("verbose", &self.verbose)
+            .field("once", &self.once)
+            .field("hypervisor", &self.hypervisor)
+            .finish()
+    }
+}
+
+/// One line on stderr, which systemd keeps in the journal. Never given the token.
+pub(crate) fn log(message: &str) {
     eprintln!("tollgate-agent: {message}");
 }
 
 /// Runs until killed (or, with `once`, for one reading). Batches are on disk as soon as they are read, so
-/// a kill loses none of them.
+/// a kill loses none of them; a task's outcome not yet reported is sent again by the server's re-delivery.
 pub fn run(config: &Config) -> std::io::Result<bool> {
     let mut queue = Queue::open(&config.queue_dir, config.queue_max_bytes)?;
     if !queue.is_empty() {
@@ -41,15 +65,28 @@ pub fn run(config: &Config) -> std::io::Result<bool> {
     let timeout = config.interval.clamp(Duration::from_secs(2), Duration::from_secs(30));
     let sender = Sender::new(&config.server, &config.token, timeout);
     let mut reader = HostReader::new(&config.root);
+    let mut vms = config.hypervisor.as_ref().map(Vms::new);
+    if let Some(driver) = config.hypervisor.clone().filter(|_| !config.once) {
+        let runner = tasks::Runner::new(
+            tasks::Client::new(&config.server, &config.token),
+            driver,
+            Default::default(),
+            config.verbose,
+        );
+        std::thread::Builder::new().name("host-tasks".into()).spawn(move || runner.run())?;
+    }
     let mut state = SendState::default();
     let mut next = Instant::now();
     loop {
         let at_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         let mut missing = Vec::new();
-        let readings = reader.collect(&mut missing);
+        let mut readings = reader.collect(&mut missing);
         if !missing.is_empty() && !state.warned_missing {
             log(&format!("cannot read {}; reporting the rest", missing.join(", ")));
             state.warned_missing = true;
+        }
+        if let Some(vms) = vms.as_mut() {
+            readings.extend(vms.collect());
         }
         let mut body = String::new();
         let mut points = 0_u64;
@@ -80,6 +117,45 @@ pub fn run(config: &Config) -> std::io::Result<bool> {
             // Sending ran past a reading: skip the missed ones rather than read in a burst.
             while next <= now {
                 next += config.interval;
+            }
+        }
+    }
+}
+
+/// The VMs' side of the metrics, with a driver of its own: a task's long call (a migration) holds the
+/// driver's connection, and must not hold up the readings.
+struct Vms {
+    uri: String,
+    driver: LazyDriver,
+    reader: VmReader,
+    /// Whether the VMs could not be read last time: said once, not every interval.
+    failing: bool,
+}
+
+impl Vms {
+    fn new(config: &DriverConfig) -> Self {
+        Vms {
+            uri: config.uri.clone(),
+            driver: LazyDriver::new(config.connect.clone()),
+            reader: VmReader::new(),
+            failing: false,
+        }
+    }
+
+    /// The VMs' readings, or none while the hypervisor cannot be read: the host's go on regardless.
+    fn collect(&mut self) -> Vec<Reading> {
+        match self.driver.get().and_then(|driver| self.reader.collect(driver)) {
+            Ok(readings) => {
+                if std::mem::take(&mut self.failing) {
+                    log(&format!("reading VMs from {} again", self.uri));
+                }
+                readings
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    log(&format!("cannot read VMs from {} ({e}); reporting the host alone until it answers", self.uri));
+                }
+                Vec::new()
             }
         }
     }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Tollgate host agent: reports this host's metrics to a Tollgate server (or InfluxDB 2 / VictoriaMetrics),
-/// keeping them on disk while it is unreachable.
+/// keeping them on disk while it is unreachable. With --libvirt-uri it also reports each VM and runs the
+/// server's tasks for this host (create, resize, limit, migrate, delete VMs).
 #[derive(Debug, Parser)]
-#[command(name = "tollgate-agent", version, about)]
+#[command(name = "tollgate-agent", version)]
 pub struct Cli {
     /// The server's base URL, e.g. http://tollgate.example:8080.
     #[arg(long, env = "TOLLGATE_AGENT_SERVER")]
@@ -37,13 +38,22 @@ pub struct Cli {
     /// The `region` tag.
     #[arg(long)]
     pub region: Option<String>,
+    /// This host's libvirt, e.g. qemu:///system: report every VM (measurement `vm`) and run the server's tasks
+    /// for this host. While it cannot be opened the agent reports the host alone and tries again.
+    #[cfg(feature = "libvirt")]
+    #[arg(long, env = "TOLLGATE_AGENT_LIBVIRT_URI", value_name = "URI")]
+    pub libvirt_uri: Option<String>,
+    /// How other hosts' libvirt reaches this one to migrate VMs here [default: qemu+tcp://<host>/system].
+    #[cfg(feature = "libvirt")]
+    #[arg(long, env = "TOLLGATE_AGENT_PEER_URI", value_name = "URI")]
+    pub peer_uri: Option<String>,
     /// Where /proc and /sys are found.
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,
-    /// Print a line for every batch collected and sent.
+    /// Print a line for every batch collected and sent, and every poll for host tasks.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Read once, send everything queued, and exit (0 when nothing is left queued).
+    /// Read once, send everything queued, and exit (0 when nothing is left queued); runs no host tasks.
     #[arg(long)]
     pub once: bool,
 }

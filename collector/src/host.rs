@@ -209,7 +209,8 @@ impl Reading {
     }
 }
 
-fn int(v: u64) -> FieldValue<'static> {
+/// A counter as a line-protocol integer (`i`), which InfluxDB 1 and 2 both read.
+pub(crate) fn int(v: u64) -> FieldValue<'static> {
     FieldValue::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use tollgate_collector::agent::{self, Config};
 use tollgate_collector::cli::Cli;
+use tollgate_collector::driver::DriverConfig;
 use tollgate_collector::host;
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         }
     };
     let host = cli.host.clone().or_else(|| host::hostname(&cli.root)).unwrap_or_else(|| "unknown".to_owned());
+    let hypervisor = driver(&cli, &host);
     let mut tags = vec![("host".to_owned(), host)];
     tags.extend(cli.cluster.clone().map(|c| ("cluster".to_owned(), c)));
     tags.extend(cli.region.clone().map(|r| ("region".to_owned(), r)));
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         root: cli.root,
         verbose: cli.verbose,
         once: cli.once,
+        hypervisor,
     };
     match agent::run(&config) {
         Ok(true) => ExitCode::SUCCESS,
@@ -48,4 +51,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// libvirt at `--libvirt-uri`, opened by the agent on first use.
+#[cfg(feature = "libvirt")]
+fn driver(cli: &Cli, host: &str) -> Option<DriverConfig> {
+    use std::sync::Arc;
+    use tollgate_control::hypervisor::{libvirt::Libvirt, Hypervisor};
+
+    let uri = cli.libvirt_uri.clone()?;
+    let peer_uri = cli.peer_uri.clone().unwrap_or_else(|| format!("qemu+tcp://{host}/system"));
+    let target = uri.clone();
+    let connect = Arc::new(move || Ok(Box::new(Libvirt::connect(&target)?) as Box<dyn Hypervisor>));
+    Some(DriverConfig { uri, peer_uri, connect })
+}
+
+/// Built without libvirt: the host alone.
+#[cfg(not(feature = "libvirt"))]
+fn driver(_cli: &Cli, _host: &str) -> Option<DriverConfig> {
+    None
 }
