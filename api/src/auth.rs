@@ -40,6 +40,10 @@ pub struct ManageIncidents;
 pub struct WriteMetrics;
 /// Read metric series.
 pub struct ReadMetrics;
+/// Pull and report the tasks of one's own host (host agents).
+pub struct RunHostTasks;
+/// Ask for operations on VMs and hosts (each under an approved change).
+pub struct OperateFleet;
 
 impl Permission for SignedIn {
     const ROLES: Option<&'static [Role]> = None;
@@ -71,6 +75,12 @@ impl Permission for ManageIncidents {
 }
 impl Permission for ManageProcesses {
     const ROLES: Option<&'static [Role]> = Some(&[Role::ChangeManager]);
+}
+impl Permission for RunHostTasks {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Agent]);
+}
+impl Permission for OperateFleet {
+    const ROLES: Option<&'static [Role]> = Some(&[Role::Operator, Role::ChangeManager]);
 }
 impl Permission for WriteMetrics {
     const ROLES: Option<&'static [Role]> = Some(&[Role::Agent, Role::Operator]);

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tollgate_collector::host::{self, HostReader};
+use tollgate_control::jobs::Executor;
+use tollgate_control::simulated::SimAgents;
 use tollgate_workflows::alert::{Evaluator, EvaluatorTotals};
 use tollgate_workflows::incident::IncidentPolicy;
 use tollgate_workflows::metrics::rollup::{self, Retention};
@@ -180,6 +182,27 @@ pub fn spawn_metric_upkeep(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "pruning old metrics failed; retrying later"),
                 }
+            }
+        }
+    })
+}
+
+/// Every `interval`: the executor starts jobs for changes that began implementing, takes over jobs no
+/// live server holds, and drives them; the simulated fleet's agents run their hosts' tasks.
+pub fn spawn_executor(
+    executor: Arc<Executor>,
+    sim: Arc<SimAgents>,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = Ticks::new(interval, shutdown);
+        while ticks.next().await {
+            if let Err(e) = executor.tick().await {
+                tracing::warn!(error = %e, "the executor's round failed; retrying next round");
+            }
+            if let Err(e) = sim.round().await {
+                tracing::warn!(error = %e, "the simulated fleet's round failed; retrying next round");
             }
         }
     })

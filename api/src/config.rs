@@ -18,6 +18,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub incident: IncidentConfig,
     pub metrics: MetricsConfig,
+    pub control: ControlConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
 }
@@ -108,6 +109,19 @@ impl IncidentConfig {
             self.resolution_secs,
         )
         .map_err(|e| ConfigError::Invalid(format!("incident.{}: {}", e.field, e.message)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// How often the executor looks for jobs to start or take over, and the simulated fleet for tasks.
+    pub tick_millis: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { tick_millis: 250 }
     }
 }
 
@@ -321,6 +335,9 @@ impl Config {
         }
         if self.metrics.rollup_interval_secs == 0 || self.metrics.rollup_interval_secs > 3600 {
             return bad("metrics.rollup_interval_secs", "must be between 1 and 3600");
+        }
+        if self.control.tick_millis < 10 || self.control.tick_millis > 60_000 {
+            return bad("control.tick_millis", "must be between 10 and 60000");
         }
         if self.metrics.alert_interval_secs == 0 || self.metrics.alert_interval_secs > 3600 {
             return bad("metrics.alert_interval_secs", "must be between 1 and 3600");

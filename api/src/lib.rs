@@ -69,6 +69,7 @@ pub fn state(config: &Config, db: Db) -> AppState {
         points: tollgate_workflows::metrics::store::MetricStore::start(db.clone()),
         forwarder: forwarder(config),
         alerts: Default::default(),
+        sim_fleet: tollgate_control::hypervisor::sim::SimFleet::new(),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {

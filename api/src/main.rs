@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_api::config::{Config, Overrides, EXAMPLE};
 use tollgate_workflows::accounts::{bootstrap_admin, Password};
@@ -158,6 +159,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = tollgate_api::state(&config, db.clone());
     let points = state.points.clone();
     let (policy, alert_totals) = (state.incidents.clone(), state.alerts.clone());
+    let (executor_policy, sim_fleet) = (state.incidents.clone(), state.sim_fleet.clone());
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     tracing::info!(%addr, engine = db.engine().name(), "serving");
@@ -188,6 +190,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.metrics.alert_interval_secs),
         stop_tx.subscribe(),
     );
+    let executor = tollgate_api::background::spawn_executor(
+        tollgate_control::jobs::Executor::new(db.clone(), executor_policy),
+        Arc::new(tollgate_control::simulated::SimAgents::new(db.clone(), sim_fleet)),
+        Duration::from_millis(config.control.tick_millis),
+        stop_tx.subscribe(),
+    );
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -196,6 +204,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = timers.await;
     let _ = upkeep.await;
     let _ = alerts.await;
+    let _ = executor.await;
     if let Some(task) = self_metrics {
         let _ = task.await;
     }

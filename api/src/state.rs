@@ -26,6 +26,8 @@ pub struct AppState {
     pub forwarder: Option<crate::forward::Forwarder>,
     /// What the alert evaluator has done, for `/metrics`.
     pub alerts: Arc<tollgate_workflows::alert::EvaluatorTotals>,
+    /// The simulated hosts' hypervisors (the demo fleet), served inside the server.
+    pub sim_fleet: Arc<tollgate_control::hypervisor::sim::SimFleet>,
 }
 
 impl FromRef<AppState> for Arc<tollgate_workflows::alert::EvaluatorTotals> {

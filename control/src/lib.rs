@@ -10,9 +10,15 @@
 //!   `libvirt`) and the domain XML they share.
 //! - [`placement`] — filters and weighers that choose a host for a new VM.
 //! - [`task`] — host tasks: what an agent pulls, runs through its driver and reports.
+//! - [`jobs`] — durable jobs that carry out approved changes step by step, with rollback.
+//! - [`inventory`] — hosts and VMs in the CMDB, as the control plane reads and writes them.
+//! - [`simulated`] — the simulated fleet's agents, run inside the server.
 
 pub mod hypervisor;
+pub mod inventory;
+pub mod jobs;
 pub mod placement;
+pub mod simulated;
 pub mod task;
 
 pub use tollgate_workflows as workflows;

@@ -193,6 +193,11 @@ impl Fleet {
         self.hosts.is_empty()
     }
 
+    /// A host as last given to [`Fleet::upsert`].
+    pub fn host(&self, id: &str) -> Option<&HostCapacity> {
+        self.ids.get(id).map(|&i| &self.hosts[i as usize].host)
+    }
+
     /// Adds a host, or updates its capacity, state and utilisation keeping what is allocated on it.
     pub fn upsert(&mut self, host: HostCapacity) {
         let region = self.regions.id(&host.region);

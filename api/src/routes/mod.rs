@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod changes;
 mod cis;
+mod control;
 mod freeze_windows;
 mod groups;
 mod health;
@@ -38,6 +39,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(metrics::routes())
         .merge(alert_rules::routes())
+        .merge(control::routes())
 }
 
 /// The InfluxDB-v2-compatible write API agents (and InfluxDB's clients) write points to.

@@ -9,6 +9,7 @@ mod bad_input;
 mod changes;
 mod cli;
 mod cmdb;
+mod control;
 mod duties;
 mod freezes;
 mod hostile_input;

@@ -76,7 +76,11 @@ pub enum Refusal {
 
 /// Checks that `change_id`, at `revision` (the one the caller is carrying out; `None` for the current),
 /// may drive the fleet at the store's `now`, and returns the key the control plane takes.
-pub async fn authorise(db: &Db, change_id: &str, revision: Option<i64>) -> StoreResult<Result<ApprovedChange, Refusal>> {
+pub async fn authorise(
+    db: &Db,
+    change_id: &str,
+    revision: Option<i64>,
+) -> StoreResult<Result<ApprovedChange, Refusal>> {
     let change = match super::get_change(db, change_id).await {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => return Ok(Err(Refusal::NotFound(change_id.to_string()))),

@@ -53,6 +53,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (19, "alert_rules", include_str!("../../migrations/sqlite/0019_alert_rules.sql")),
     (20, "alert_states", include_str!("../../migrations/sqlite/0020_alert_states.sql")),
     (21, "packed_rollups", include_str!("../../migrations/sqlite/0021_packed_rollups.sql")),
+    (22, "jobs", include_str!("../../migrations/sqlite/0022_jobs.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -76,6 +77,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (19, "alert_rules", include_str!("../../migrations/postgres/0019_alert_rules.sql")),
     (20, "alert_states", include_str!("../../migrations/postgres/0020_alert_states.sql")),
     (21, "packed_rollups", include_str!("../../migrations/postgres/0021_packed_rollups.sql")),
+    (22, "jobs", include_str!("../../migrations/postgres/0022_jobs.sql")),
 ];
 
 /// The migrator for `engine`.

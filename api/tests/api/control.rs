@@ -1,0 +1,240 @@
+//! The control plane over the API on the simulated fleet: without an approved change nothing reaches a
+//! hypervisor (409 everywhere); an approved change runs as a job to completed, with the inventory
+//! following; a failed step rolls the change back, undoes what ran and opens a linked incident.
+
+use crate::changes::{change, world, World};
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_control::hypervisor::sim::SimFleet;
+use tollgate_control::hypervisor::Hypervisor;
+use tollgate_control::jobs::Executor;
+use tollgate_control::simulated::{SimAgents, SIM_IMAGES};
+
+struct Fleet {
+    w: World,
+    approver: String,
+    /// Who else votes when a change's risk asks for a quorum and the CAB.
+    voters: Vec<String>,
+    sim: Arc<SimFleet>,
+    executor: Arc<Executor>,
+    agents: SimAgents,
+    a: String,
+    b: String,
+}
+
+async fn fleet() -> Fleet {
+    let w = world().await;
+    let approver = w.app.user_with_roles("petra", &["viewer"]).await;
+    w.app.join_group("change-approvers", &approver).await;
+    let second = w.app.user_with_roles("paul", &["viewer"]).await;
+    w.app.join_group("change-approvers", &second).await;
+    let cab = w.app.user_with_roles("carla", &["viewer"]).await;
+    w.app.join_group("change-advisory-board", &cab).await;
+    let voters = vec![second, cab];
+    let dc = w.app.ci(json!({"kind": "datacenter", "name": "sim-dc", "parent_id": w.region})).await;
+    let cluster = w.app.ci(json!({"kind": "cluster", "name": "sim-cl", "parent_id": dc})).await;
+    let host = |name: &str| {
+        json!({"kind": "host", "name": name, "parent_id": cluster, "hypervisor": "simulated",
+            "vcpus": 32, "memory_mib": 131072, "disk_gib": 2000})
+    };
+    let a = w.app.ci(host("sim-a")).await;
+    let b = w.app.ci(host("sim-b")).await;
+    let sim = SimFleet::new();
+    let policy = Arc::new(tollgate_workflows::incident::IncidentPolicy::default());
+    let executor = Executor::new(w.app.db.clone(), policy);
+    let agents = SimAgents::new(w.app.db.clone(), sim.clone());
+    Fleet { w, approver, voters, sim, executor, agents, a, b }
+}
+
+impl Fleet {
+    /// Requests a normal change of `operations`, has it approved, scheduled and started.
+    async fn implementing(&self, title: &str, operations: Value) -> String {
+        let id = self.w.request(change("normal", title, operations)).await;
+        self.w.to_approval(&id).await;
+        assert_eq!(self.w.app.vote(&id, &self.approver, "approve", None).await.status, StatusCode::OK);
+        for voter in &self.voters {
+            if self.w.state(&id).await == "awaiting_approval" {
+                assert_eq!(self.w.app.vote(&id, voter, "approve", None).await.status, StatusCode::OK);
+            }
+        }
+        assert_eq!(self.w.fire_ok(&id, &self.w.manager, "schedule").await, "scheduled");
+        assert_eq!(self.w.fire_ok(&id, &self.w.operator, "start").await, "implementing");
+        id
+    }
+
+    /// Runs the executor and the simulated agents until the change's job finishes; returns the job.
+    async fn run(&self, change_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.executor.tick().await.unwrap();
+            self.agents.round().await.unwrap();
+            let jobs = self.w.app.get(&format!("/api/v1/changes/{change_id}/jobs"), &self.w.requester).await;
+            if let Some(job) = jobs.body.as_array().and_then(|j| j.first()) {
+                if ["succeeded", "rolled_back", "failed"].contains(&job["state"].as_str().unwrap_or("")) {
+                    return job.clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "the job of {change_id} did not finish: {}", jobs.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn vm(&self, name: &str) -> Value {
+        let r = self.w.app.get(&format!("/api/v1/cis?kind=vm&q={name}"), &self.w.requester).await;
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .expect("the VM is in the inventory")
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let (n,): (i64,) = sqlx::query_as(&sql).fetch_one(self.w.app.db.pool()).await.unwrap();
+        n
+    }
+}
+
+fn provision(name: &str, host: &str) -> Value {
+    json!({"op": "provision", "name": name, "image": "tiny.qcow2", "vcpus": 1, "memory_mib": 512, "disk_gib": 10,
+        "service_id": null, "host_id": host})
+}
+
+#[tokio::test]
+async fn every_fleet_operation_is_refused_without_an_approved_change_and_nothing_reaches_a_host() {
+    let f = fleet().await;
+    let (vm, host, op) = (&f.w.vm, &f.a, &f.w.operator);
+    let draft = f.w.request(change("normal", "stop db", json!([{"op": "stop", "vm_id": vm}]))).await;
+    let asks: Vec<(&str, String, Value)> = vec![
+        (
+            "POST",
+            "/api/v1/vms".into(),
+            json!({"name": "x", "image": "tiny.qcow2", "vcpus": 1, "memory_mib": 512, "disk_gib": 1}),
+        ),
+        ("POST", format!("/api/v1/vms/{vm}/resize"), json!({"vcpus": 4, "memory_mib": 8192})),
+        ("POST", format!("/api/v1/vms/{vm}/quota"), json!({"cpu_quota_pct": 50})),
+        ("POST", format!("/api/v1/vms/{vm}/migrate"), json!({"to_host_id": f.b})),
+        ("POST", format!("/api/v1/vms/{vm}/stop"), Value::Null),
+        ("POST", format!("/api/v1/vms/{vm}/start"), Value::Null),
+        ("DELETE", format!("/api/v1/vms/{vm}"), Value::Null),
+        ("POST", format!("/api/v1/hosts/{host}/evacuate"), Value::Null),
+        ("POST", format!("/api/v1/hosts/{host}/adopt"), json!({"domain": "stray"})),
+    ];
+    for (method, path, body) in &asks {
+        let method: axum::http::Method = method.parse().unwrap();
+        let bare = f.w.app.send(method.clone(), path, Some(op), (!body.is_null()).then(|| body.clone())).await;
+        bare.assert_error(StatusCode::CONFLICT, "no_approved_change");
+        assert_eq!(bare.body["error"]["details"]["reason"], "no_change", "{path}: {}", bare.body);
+        // A change that exists but is a draft is no key either.
+        let (path, body) = if body.is_null() {
+            (format!("{path}?change_id={draft}"), None)
+        } else {
+            let mut b = body.clone();
+            b["change_id"] = json!(draft);
+            (path.clone(), Some(b))
+        };
+        let drafted = f.w.app.send(method, &path, Some(op), body).await;
+        drafted.assert_error(StatusCode::CONFLICT, "no_approved_change");
+        assert_eq!(drafted.body["error"]["details"]["reason"], "not_implementing", "{path}: {}", drafted.body);
+    }
+    // An implementing change covers only what it planned.
+    let started = f.implementing("stop db", json!([{"op": "stop", "vm_id": vm}])).await;
+    let other = f
+        .w
+        .app
+        .post(&format!("/api/v1/vms/{vm}/resize"), op, json!({"change_id": started, "vcpus": 4, "memory_mib": 8192}))
+        .await;
+    other.assert_error(StatusCode::CONFLICT, "no_approved_change");
+    assert_eq!(other.body["error"]["details"]["reason"], "not_in_plan");
+    let viewer = f.w.app.post(&format!("/api/v1/vms/{vm}/stop?change_id={started}"), &f.approver, json!({})).await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.count("host_tasks").await, 0, "a refused request reached a host");
+}
+
+#[tokio::test]
+async fn an_approved_change_provisions_then_resizes_limits_and_migrates_live() {
+    let f = fleet().await;
+    let first = f.implementing("new web VM", json!([provision("web-1", &f.a)])).await;
+    // Asking through the route under the started change gives the same job.
+    let via_route =
+        f.w.app
+            .post(
+                "/api/v1/vms",
+                &f.w.operator,
+                json!({"change_id": first, "name": "web-1", "image": "tiny.qcow2",
+            "vcpus": 1, "memory_mib": 512, "disk_gib": 10, "host_id": f.a}),
+            )
+            .await;
+    assert_eq!(via_route.status, StatusCode::ACCEPTED, "{}", via_route.body);
+    let job = f.run(&first).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["id"], via_route.body["id"]);
+    assert_eq!((job["percent"].as_u64(), job["step"].as_u64()), (Some(100), job["steps"].as_u64()));
+    assert_eq!(f.w.state(&first).await, "completed");
+    let vm = f.vm("web-1").await;
+    assert_eq!((vm["state"].as_str(), vm["parent_id"].as_str()), (Some("running"), Some(f.a.as_str())));
+    let on_a = f.sim.host("sim-a", SIM_IMAGES).domain("web-1").unwrap();
+    assert_eq!(on_a.vm_id.as_deref(), vm["id"].as_str());
+
+    let vm_id = vm["id"].as_str().unwrap().to_owned();
+    let ops = json!([
+        {"op": "resize", "vm_id": vm_id, "vcpus": 2, "memory_mib": 1024},
+        {"op": "set_quota", "vm_id": vm_id, "cpu_quota_pct": 50, "disk_read_bytes_per_sec": null,
+            "disk_write_bytes_per_sec": null, "disk_iops": 300, "net_mbit_per_sec": null},
+        {"op": "migrate", "vm_id": vm_id, "to_host_id": f.b, "live": true}
+    ]);
+    let second = f.implementing("grow and move web-1", ops).await;
+    let job = f.run(&second).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(f.w.state(&second).await, "completed");
+    let vm = f.vm("web-1").await;
+    assert_eq!((vm["vcpus"].as_i64(), vm["memory_mib"].as_i64()), (Some(2), Some(1024)));
+    assert_eq!(vm["parent_id"].as_str(), Some(f.b.as_str()));
+    let b = f.sim.host("sim-b", SIM_IMAGES);
+    let moved = b.domain("web-1").unwrap();
+    assert_eq!((moved.vcpus, moved.memory.current_mib()), (2, 1024));
+    assert_eq!(moved.uuid, on_a.uuid, "the same VM, moved");
+    assert_eq!(b.limits("web-1").unwrap().cpu_quota_pct, Some(50));
+    assert!(f.sim.host("sim-a", SIM_IMAGES).domain("web-1").is_err());
+    let log = job["log"].as_array().unwrap();
+    assert!(log.iter().any(|l| l.as_str().unwrap().starts_with("done: migrate web-1")), "{job}");
+}
+
+#[tokio::test]
+async fn a_refused_migration_rolls_back_what_ran_and_opens_an_incident_linked_to_the_change() {
+    let f = fleet().await;
+    let first = f.implementing("new db VM", json!([provision("db-2", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+    let vm_id = f.vm("db-2").await["id"].as_str().unwrap().to_owned();
+
+    f.sim.refuse_incoming("sim-b", true);
+    let ops = json!([
+        {"op": "resize", "vm_id": vm_id, "vcpus": 3, "memory_mib": 1024},
+        {"op": "migrate", "vm_id": vm_id, "to_host_id": f.b, "live": true}
+    ]);
+    let change_id = f.implementing("grow and move db-2", ops).await;
+    let job = f.run(&change_id).await;
+    assert_eq!(job["state"], "rolled_back", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("refused"), "{job}");
+    assert_eq!(f.w.state(&change_id).await, "rolled_back");
+
+    // The resize that ran was undone; the VM runs where it was.
+    let a = f.sim.host("sim-a", SIM_IMAGES);
+    let d = a.domain("db-2").unwrap();
+    assert_eq!((d.vcpus, d.memory.current_mib()), (1, 512));
+    let vm = f.vm("db-2").await;
+    assert_eq!((vm["vcpus"].as_i64(), vm["memory_mib"].as_i64()), (Some(1), Some(512)));
+    assert_eq!(vm["parent_id"].as_str(), Some(f.a.as_str()));
+
+    let incidents = f.w.app.get("/api/v1/incidents", &f.w.operator).await;
+    let incident = incidents.body["items"].as_array().unwrap().iter().find(|i| {
+        i["changes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|l| l["change_id"] == change_id.as_str() && l["kind"] == "caused_by"))
+    });
+    assert!(incident.is_some(), "no incident linked to the change: {}", incidents.body);
+}

@@ -1,0 +1,144 @@
+//! The inventory the control plane keeps in the CMDB: hosts (with the agent that serves each) and the
+//! VMs on them, with their sizes and power state, written as operations complete.
+
+use crate::placement::{Fleet, HostCapacity, HostState, Ratios};
+use tollgate_workflows::cmdb::{self, Ci, CiDraft, CiKind, CiQuery, CiSpec, Hypervisor};
+use tollgate_workflows::text::PageRequest;
+use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult, ValidationError};
+
+/// The agent that serves a host: simulated hosts are served inside the server as `sim:<host name>`.
+pub fn agent_of(host: &Ci) -> String {
+    match host.hypervisor {
+        Some(Hypervisor::Simulated) => format!("sim:{}", host.name),
+        _ => host.agent_id.clone().unwrap_or_else(|| host.name.clone()),
+    }
+}
+
+/// The CI with `id`, which must be of `kind`.
+pub async fn ci_of(db: &Db, id: &str, kind: CiKind) -> StoreResult<Ci> {
+    let ci = cmdb::get_ci(db, id).await?;
+    if ci.kind != kind {
+        return Err(ValidationError::new("id", format!("{id} is a {}, not a {kind}", ci.kind)).into());
+    }
+    Ok(ci)
+}
+
+/// The draft that reproduces `ci`, to edit and store again.
+pub fn draft_of(ci: &Ci) -> CiDraft {
+    CiDraft {
+        kind: ci.kind.as_str().to_string(),
+        name: ci.name.clone(),
+        description: Some(ci.description.clone()),
+        parent_id: ci.parent_id.clone(),
+        service_id: ci.service_id.clone(),
+        state: Some(ci.state.clone()),
+        criticality: Some(ci.criticality.as_str().to_string()),
+        hypervisor: ci.hypervisor.map(|h| h.as_str().to_string()),
+        agent_id: ci.agent_id.clone(),
+        vcpus: ci.vcpus,
+        memory_mib: ci.memory_mib,
+        disk_gib: ci.disk_gib,
+    }
+}
+
+/// Edits a CI through `edit` and stores it (audited).
+pub async fn edit_ci(db: &Db, ctx: &AuditContext, id: &str, edit: impl FnOnce(&mut CiDraft)) -> StoreResult<Ci> {
+    let ci = cmdb::get_ci(db, id).await?;
+    let mut draft = draft_of(&ci);
+    edit(&mut draft);
+    let spec = CiSpec::try_from(draft)?;
+    cmdb::update_ci(db, ctx, id, spec, None).await
+}
+
+/// The VM CI named `name`, if the inventory has one.
+pub async fn vm_named(db: &Db, name: &str) -> StoreResult<Option<Ci>> {
+    let q = CiQuery { kind: Some(CiKind::Vm), q: Some(name.to_string()), ..CiQuery::default() };
+    let page = cmdb::list_cis(db, &q, PageRequest { limit: 100, offset: 0 }).await?;
+    Ok(page.items.into_iter().find(|c| c.name == name))
+}
+
+/// Records a new VM on `host_id` as planned; it becomes running once its domain runs.
+pub async fn create_vm(
+    db: &Db,
+    ctx: &AuditContext,
+    name: &str,
+    host_id: &str,
+    service_id: Option<String>,
+    (vcpus, memory_mib, disk_gib): (i64, i64, i64),
+) -> StoreResult<Ci> {
+    let draft = CiDraft {
+        kind: "vm".into(),
+        name: name.to_string(),
+        description: Some("Provisioned by Tollgate.".into()),
+        parent_id: Some(host_id.to_string()),
+        service_id,
+        state: Some("planned".into()),
+        vcpus: Some(vcpus),
+        memory_mib: Some(memory_mib),
+        disk_gib: Some(disk_gib),
+        ..CiDraft::default()
+    };
+    cmdb::create_ci(db, ctx, CiSpec::try_from(draft)?).await
+}
+
+/// Every CI of `kind`, page by page.
+pub async fn all_of(db: &Db, kind: CiKind) -> StoreResult<Vec<Ci>> {
+    let q = CiQuery { kind: Some(kind), ..CiQuery::default() };
+    let mut out = Vec::new();
+    loop {
+        let page = PageRequest { limit: PageRequest::MAX_LIMIT, offset: out.len() as u64 };
+        let got = cmdb::list_cis(db, &q, page).await?;
+        let n = got.items.len();
+        out.extend(got.items);
+        if n < PageRequest::MAX_LIMIT as usize {
+            return Ok(out);
+        }
+    }
+}
+
+/// The placement view of the fleet: every host with what its VMs take, regions and clusters from the
+/// CMDB's containment (cluster → data centre → region).
+pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
+    let clusters = all_of(db, CiKind::Cluster).await?;
+    let datacenters = all_of(db, CiKind::Datacenter).await?;
+    let hosts = all_of(db, CiKind::Host).await?;
+    let vms = all_of(db, CiKind::Vm).await?;
+    let parent = |list: &[Ci], id: &Option<String>| -> Option<String> {
+        id.as_ref().and_then(|id| list.iter().find(|c| &c.id == id)).and_then(|c| c.parent_id.clone())
+    };
+    let mut fleet = Fleet::new(ratios);
+    for h in &hosts {
+        let cluster = h.parent_id.clone().unwrap_or_default();
+        let dc = parent(&clusters, &h.parent_id);
+        let region = parent(&datacenters, &dc).unwrap_or_default();
+        fleet.upsert(HostCapacity {
+            host_id: h.id.clone(),
+            region,
+            cluster,
+            state: match h.state.as_str() {
+                "active" => HostState::Up,
+                "maintenance" => HostState::Maintenance,
+                _ => HostState::Down,
+            },
+            vcpus: h.vcpus.unwrap_or(0).max(0) as u32,
+            memory_mib: h.memory_mib.unwrap_or(0).max(0) as u64,
+            disk_gib: h.disk_gib.unwrap_or(0).max(0) as u64,
+            cpu_p95: None,
+        });
+    }
+    for vm in vms.iter().filter(|v| v.state != "retired") {
+        let Some(host) = &vm.parent_id else { continue };
+        let groups = vm.service_id.iter().map(|s| format!("service:{s}")).collect();
+        let allocation = crate::placement::Allocation {
+            host_id: host.clone(),
+            vcpus: vm.vcpus.unwrap_or(0).max(0) as u32,
+            memory_mib: vm.memory_mib.unwrap_or(0).max(0) as u64,
+            disk_gib: vm.disk_gib.unwrap_or(0).max(0) as u64,
+            groups,
+        };
+        if let Err(e) = fleet.allocate(&allocation) {
+            return Err(StoreError::Internal(format!("VM {} is on a host placement does not know: {e}", vm.id)));
+        }
+    }
+    Ok((fleet, hosts))
+}

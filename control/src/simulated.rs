@@ -1,0 +1,54 @@
+//! The agents of the simulated fleet, run inside the server: they take the tasks queued for simulated
+//! hosts (`sim:<host>`) and run them on a [`SimFleet`], the same way a host's `tollgate-agent` runs its
+//! tasks on libvirt. Everything they create is labelled simulated.
+
+use crate::hypervisor::sim::{SimFleet, SimHost};
+use crate::jobs::tasks;
+use crate::task::perform;
+use std::sync::Arc;
+use tollgate_workflows::{Db, StoreResult};
+
+/// Template images every simulated host has.
+pub const SIM_IMAGES: &[&str] = &["debian-12.qcow2", "ubuntu-24.04.qcow2", "rocky-9.qcow2", "tiny.qcow2"];
+
+/// The simulated hosts' agents.
+pub struct SimAgents {
+    db: Db,
+    fleet: Arc<SimFleet>,
+}
+
+impl SimAgents {
+    pub fn new(db: Db, fleet: Arc<SimFleet>) -> SimAgents {
+        SimAgents { db, fleet }
+    }
+
+    pub fn fleet(&self) -> &Arc<SimFleet> {
+        &self.fleet
+    }
+
+    fn host(&self, agent_id: &str) -> Option<SimHost> {
+        agent_id.strip_prefix("sim:").map(|name| self.fleet.host(name, SIM_IMAGES))
+    }
+
+    /// Runs every task waiting for a simulated host; returns how many ran.
+    pub async fn round(&self) -> StoreResult<usize> {
+        let agents: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT agent_id FROM host_tasks WHERE state = 'pending' AND agent_id LIKE 'sim:%'",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut ran = 0;
+        for (agent_id,) in agents {
+            let Some(host) = self.host(&agent_id) else { continue };
+            for task in tasks::take(&self.db, &agent_id, 64).await? {
+                let host = host.clone();
+                let outcome = crate::hypervisor::blocking(move || Ok(perform(&host, &task.action)))
+                    .await
+                    .unwrap_or_else(|error| crate::task::Outcome::Failed { error });
+                tasks::report(&self.db, &agent_id, &task.id, &outcome).await?;
+                ran += 1;
+            }
+        }
+        Ok(ran)
+    }
+}
