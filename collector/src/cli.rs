@@ -47,6 +47,11 @@ pub struct Cli {
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_PEER_URI", value_name = "URI")]
     pub peer_uri: Option<String>,
+    /// The domain type of VMs this agent creates: kvm or qemu (emulation) [default: kvm where the host
+    /// offers it]. Some hosts have a KVM device that runs only guest kernels built for it.
+    #[cfg(feature = "libvirt")]
+    #[arg(long, env = "TOLLGATE_AGENT_VIRT_TYPE", value_parser = ["kvm", "qemu"])]
+    pub virt_type: Option<String>,
     /// Where /proc and /sys are found.
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,

@@ -61,8 +61,9 @@ fn driver(cli: &Cli, host: &str) -> Option<DriverConfig> {
 
     let uri = cli.libvirt_uri.clone()?;
     let peer_uri = cli.peer_uri.clone().unwrap_or_else(|| format!("qemu+tcp://{host}/system"));
-    let target = uri.clone();
-    let connect = Arc::new(move || Ok(Box::new(Libvirt::connect(&target)?) as Box<dyn Hypervisor>));
+    let (target, virt_type) = (uri.clone(), cli.virt_type.clone());
+    let connect =
+        Arc::new(move || Ok(Box::new(Libvirt::connect_as(&target, virt_type.as_deref())?) as Box<dyn Hypervisor>));
     Some(DriverConfig { uri, peer_uri, connect })
 }
 

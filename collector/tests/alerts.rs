@@ -7,77 +7,18 @@
 
 mod common;
 
-use common::{agent_token, eventually, free_port, start_server, Agent};
+use common::{agent_token, ci, eventually, free_port, start_server, Agent, Staff};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_workflows::accounts::{self, NewUser, Password, Principal, Role, RoleSet, Username};
 use tollgate_workflows::alert::{self, Condition, EvaluatorTotals, Phase, RuleSpec, Severity};
-use tollgate_workflows::approval::{self, Decision};
-use tollgate_workflows::change::{self, ChangeEvent, ChangeKind, ChangeSpec, Operation};
-use tollgate_workflows::cmdb::{self, CiDraft, CiSpec};
-use tollgate_workflows::freeze::Window;
+use tollgate_workflows::change::Operation;
 use tollgate_workflows::incident::{self, IncidentPolicy, IncidentQuery};
 use tollgate_workflows::testing::fresh_database;
-use tollgate_workflows::text::{Description, Name, PageRequest};
+use tollgate_workflows::text::PageRequest;
 use tollgate_workflows::{AuditContext, Clock, Db};
 
 const HOST: &str = "hv-e2e";
-
-async fn ci(db: &Db, kind: &str, name: &str, parent: Option<&str>) -> String {
-    let mut draft =
-        CiDraft { kind: kind.into(), name: name.into(), parent_id: parent.map(str::to_owned), ..CiDraft::default() };
-    if kind == "host" {
-        draft.hypervisor = Some("kvm".into());
-        (draft.vcpus, draft.memory_mib, draft.disk_gib) = (Some(8), Some(16_384), Some(100));
-    }
-    let spec = CiSpec::try_from(draft).unwrap();
-    cmdb::create_ci(db, &AuditContext::system("test"), spec).await.unwrap().id
-}
-
-async fn person(db: &Db, username: &str, roles: &[Role]) -> Principal {
-    let user = NewUser {
-        username: Username::parse(username).unwrap(),
-        display_name: Name::parse("n", username).unwrap(),
-        email: None,
-        password: Password::parse("p", "a long enough password").unwrap(),
-        roles: RoleSet::new(roles.iter().copied()),
-    };
-    let u = accounts::create_user(db, &AuditContext::system("test"), user).await.unwrap();
-    Principal { user_id: u.id, username: u.username, roles: RoleSet::new(roles.iter().copied()), token_id: "t".into() }
-}
-
-fn ctx_of(p: &Principal) -> AuditContext {
-    AuditContext { actor_id: Some(p.user_id.clone()), actor: p.username.clone(), on_behalf_of: None, request_id: None }
-}
-
-/// An emergency change on `host_id`, approved by the emergency CAB and started: implementing from an hour ago
-/// to an hour from now.
-async fn implementing_change_on(db: &Db, host_id: &str) -> String {
-    let operator = person(db, "otto", &[Role::Operator]).await;
-    let cab = person(db, "edna", &[Role::Approver]).await;
-    let groups = accounts::list_groups(db, Some("emergency-cab"), PageRequest::new(None, None).unwrap()).await.unwrap();
-    accounts::set_membership(db, &AuditContext::system("test"), &groups.items[0].id, &cab.user_id, true).await.unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let spec = ChangeSpec {
-        kind: ChangeKind::Emergency,
-        title: Name::parse("title", "drain hv-e2e").unwrap(),
-        description: Description::parse("description", "").unwrap(),
-        ci_ids: Vec::new(),
-        operations: vec![Operation::Evacuate { host_id: host_id.to_owned() }],
-        window: Window::new(now - time::Duration::hours(1), now + time::Duration::hours(1)).unwrap(),
-    };
-    let c = change::create_change(db, &ctx_of(&operator), &operator, spec).await.unwrap();
-    for event in ["submit", "start"] {
-        if event == "start" {
-            approval::vote(db, &ctx_of(&cab), &c.id, &cab, Decision::Approve, None).await.unwrap();
-        }
-        let e = ChangeEvent { event: event.to_owned(), ..ChangeEvent::default() };
-        change::fire_change(db, &ctx_of(&operator), &c.id, &change::person(&operator.roles), e).await.unwrap();
-    }
-    assert_eq!(change::get_change(db, &c.id).await.unwrap().state, "implementing");
-    c.id
-}
 
 async fn open_incidents(db: &Db) -> Vec<incident::Incident> {
     let all = incident::list_incidents(db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap()).await;
@@ -135,7 +76,9 @@ async fn a_silent_agent_opens_a_p1_incident_on_its_host_that_resolves_when_it_re
     assert!(resolved.resolved_at.is_some());
     assert!(agent.count("sent batch") >= 1);
 
-    let change_id = implementing_change_on(&db, &host).await;
+    let staff = Staff::new(&db).await;
+    let drain = vec![Operation::Evacuate { host_id: host.clone() }];
+    let change_id = staff.implementing(&db, "drain hv-e2e", drain).await;
     drop(agent);
     let held = eventually("the alert held back by the change", Duration::from_secs(20), || async {
         alert::list_alerts(&db).await.unwrap().into_iter().find(|a| a.state == Phase::Firing)

@@ -9,8 +9,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tollgate_workflows::accounts::{self, NewUser, Password, Role, RoleSet, Username};
-use tollgate_workflows::text::Name;
+use tollgate_workflows::accounts::{self, NewUser, Password, Principal, Role, RoleSet, Username};
+use tollgate_workflows::approval::{self, Decision};
+use tollgate_workflows::change::{self, ChangeEvent, ChangeKind, ChangeSpec, Operation};
+use tollgate_workflows::cmdb::{self, CiDraft, CiSpec};
+use tollgate_workflows::freeze::Window;
+use tollgate_workflows::text::{Description, Name, PageRequest};
 use tollgate_workflows::{AuditContext, Db};
 
 const PASSWORD: &str = "agent-password-for-tests";
@@ -60,8 +64,14 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(port: u16, host: &str, queue: &Path, token: &str) -> Agent {
+        Agent::start_with(port, host, queue, token, &[])
+    }
+
+    /// [`Agent::start`] with more arguments (`--libvirt-uri`, …).
+    pub fn start_with(port: u16, host: &str, queue: &Path, token: &str, more: &[String]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-agent"))
             .args(["--server", &format!("http://127.0.0.1:{port}"), "--interval", "300ms", "--host", host, "-v"])
+            .args(more)
             .arg("--queue-dir")
             .arg(queue)
             .env("TOLLGATE_AGENT_TOKEN", token)
@@ -134,5 +144,86 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A CI of `kind` under `parent`; a host is a small KVM host.
+pub async fn ci(db: &Db, kind: &str, name: &str, parent: Option<&str>) -> String {
+    ci_with(
+        db,
+        CiDraft { kind: kind.into(), name: name.into(), parent_id: parent.map(str::to_owned), ..CiDraft::default() },
+    )
+    .await
+}
+
+/// A CI from `draft`; a host without sizes gets 8 vCPUs, 16 GiB and 100 GiB, and KVM.
+pub async fn ci_with(db: &Db, mut draft: CiDraft) -> String {
+    if draft.kind == "host" {
+        draft.hypervisor.get_or_insert_with(|| "kvm".into());
+        draft.vcpus.get_or_insert(8);
+        draft.memory_mib.get_or_insert(16_384);
+        draft.disk_gib.get_or_insert(100);
+    }
+    let spec = CiSpec::try_from(draft).unwrap();
+    cmdb::create_ci(db, &AuditContext::system("test"), spec).await.unwrap().id
+}
+
+pub async fn person(db: &Db, username: &str, roles: &[Role]) -> Principal {
+    let user = NewUser {
+        username: Username::parse(username).unwrap(),
+        display_name: Name::parse("n", username).unwrap(),
+        email: None,
+        password: Password::parse("p", "a long enough password").unwrap(),
+        roles: RoleSet::new(roles.iter().copied()),
+    };
+    let u = accounts::create_user(db, &AuditContext::system("test"), user).await.unwrap();
+    Principal { user_id: u.id, username: u.username, roles: RoleSet::new(roles.iter().copied()), token_id: "t".into() }
+}
+
+pub fn ctx_of(p: &Principal) -> AuditContext {
+    AuditContext { actor_id: Some(p.user_id.clone()), actor: p.username.clone(), on_behalf_of: None, request_id: None }
+}
+
+/// An operator and an emergency CAB member, who between them get changes approved and started.
+pub struct Staff {
+    pub operator: Principal,
+    pub cab: Principal,
+}
+
+impl Staff {
+    pub async fn new(db: &Db) -> Staff {
+        let operator = person(db, "otto", &[Role::Operator]).await;
+        let cab = person(db, "edna", &[Role::Approver]).await;
+        let groups =
+            accounts::list_groups(db, Some("emergency-cab"), PageRequest::new(None, None).unwrap()).await.unwrap();
+        accounts::set_membership(db, &AuditContext::system("test"), &groups.items[0].id, &cab.user_id, true)
+            .await
+            .unwrap();
+        Staff { operator, cab }
+    }
+
+    /// An emergency change of `operations`, approved by the emergency CAB and started: implementing from an
+    /// hour ago to an hour from now. Returns its id.
+    pub async fn implementing(&self, db: &Db, title: &str, operations: Vec<Operation>) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let spec = ChangeSpec {
+            kind: ChangeKind::Emergency,
+            title: Name::parse("title", title).unwrap(),
+            description: Description::parse("description", "").unwrap(),
+            ci_ids: Vec::new(),
+            operations,
+            window: Window::new(now - time::Duration::hours(1), now + time::Duration::hours(1)).unwrap(),
+        };
+        let op = &self.operator;
+        let c = change::create_change(db, &ctx_of(op), op, spec).await.unwrap();
+        for event in ["submit", "start"] {
+            if event == "start" {
+                approval::vote(db, &ctx_of(&self.cab), &c.id, &self.cab, Decision::Approve, None).await.unwrap();
+            }
+            let e = ChangeEvent { event: event.to_owned(), ..ChangeEvent::default() };
+            change::fire_change(db, &ctx_of(op), &c.id, &change::person(&op.roles), e).await.unwrap();
+        }
+        assert_eq!(change::get_change(db, &c.id).await.unwrap().state, "implementing");
+        c.id
     }
 }

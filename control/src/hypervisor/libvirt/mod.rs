@@ -229,7 +229,11 @@ impl Hypervisor for Libvirt {
                 }
             };
             let disk_path = overlay.path().map_err(backend)?;
-            let definition = xml::domain(spec, &self.virt_type, &disk_path);
+            let mut spec = spec.clone();
+            if spec.boot.is_none() {
+                spec.boot = appliance_boot(&pool, &spec.image);
+            }
+            let definition = xml::domain(&spec, &self.virt_type, &disk_path);
             let dom = conn.define_domain_xml(&definition).map_err(backend)?;
             if let Err(e) = dom.create() {
                 // Leave nothing half made: the next attempt starts clean.
@@ -466,6 +470,21 @@ impl Hypervisor for Libvirt {
     fn stats(&self) -> HvResult<Vec<DomainStats>> {
         self.with_conn(ffi::all_domain_stats)
     }
+}
+
+/// The kernel command line of appliance images: serial console, and hot-plugged memory movable so it
+/// can be unplugged again.
+pub const APPLIANCE_CMDLINE: &str =
+    "console=ttyS0 memhp_default_state=online_movable movable_node swiotlb=noforce quiet";
+
+/// An appliance image boots its own kernel: `<stem>.vmlinux` (or `.vmlinuz`) and `<stem>.initrd` beside
+/// `<stem>.qcow2` in the pool.
+fn appliance_boot(pool: &StoragePool, image: &str) -> Option<super::DirectBoot> {
+    let stem = image.strip_suffix(".qcow2").unwrap_or(image);
+    let path = |name: String| pool.lookup_storage_vol_by_name(&name).ok().and_then(|v| v.path().ok());
+    let kernel = path(format!("{stem}.vmlinux")).or_else(|| path(format!("{stem}.vmlinuz")))?;
+    let initrd = path(format!("{stem}.initrd"))?;
+    Some(super::DirectBoot { kernel, initrd, cmdline: APPLIANCE_CMDLINE.to_string() })
 }
 
 fn read_limits(dom: &VirDomain) -> HvResult<Limits> {

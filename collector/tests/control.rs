@@ -1,0 +1,251 @@
+//! The control plane end to end on real libvirt: a server, the real agent on each of two test hosts
+//! (`scripts/lib/vhosts.sh`; `TOLLGATE_TEST_LIBVIRT_HOSTS` names them), and approved changes that
+//! provision a VM, resize it live up and down, limit it, and live-migrate it. After each, `virsh` on the
+//! host confirms the result; for the live operations the domain id and the QEMU process are unchanged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{agent_token, ci, ci_with, free_port, start_server, Agent, Staff};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_control::hypervisor::libvirt::Libvirt;
+use tollgate_control::hypervisor::Hypervisor;
+use tollgate_control::jobs::{self, Executor, Job, JobState};
+use tollgate_workflows::change::{self, Operation};
+use tollgate_workflows::cmdb::CiDraft;
+use tollgate_workflows::incident::IncidentPolicy;
+use tollgate_workflows::testing::fresh_database;
+use tollgate_workflows::{Clock, Db};
+
+/// A test host: its name and how this process reaches its libvirt (a unix socket in its run folder).
+struct TestHost {
+    name: String,
+    uri: String,
+}
+
+impl TestHost {
+    fn virsh(&self, args: &[&str]) -> String {
+        let out = Command::new("virsh").arg("-c").arg(&self.uri).args(args).output().expect("virsh runs");
+        assert!(out.status.success(), "virsh {args:?} on {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `DIR/vhN/run/libvirt`: the folder of the daemon's socket.
+    fn run_dir(&self) -> PathBuf {
+        let socket = self.uri.split("socket=").nth(1).expect("a unix socket URI");
+        PathBuf::from(socket).parent().unwrap().to_path_buf()
+    }
+
+    fn qemu_pid(&self, name: &str) -> Option<u32> {
+        let file = self.run_dir().join("qemu").join(format!("{name}.pid"));
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    fn domid(&self, name: &str) -> String {
+        self.virsh(&["domid", name]).trim().to_string()
+    }
+
+    /// Waits for the guest's ready line on its logged serial console (`DIR/vhN/log/qemu`).
+    fn wait_guest_ready(&self, name: &str) {
+        let log = self.run_dir().ancestors().nth(2).unwrap().join("log/qemu").join(format!("{name}-serial.log"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("tollgate-guest ready") {
+            assert!(Instant::now() < deadline, "{name}'s guest did not come up in 120 s ({log:?})");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn test_hosts() -> (TestHost, TestHost) {
+    let list = std::env::var("TOLLGATE_TEST_LIBVIRT_HOSTS").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_LIBVIRT_HOSTS is not set: this test needs libvirt test hosts (scripts/test starts them)")
+    });
+    let mut hosts =
+        list.split(',').filter_map(|h| h.split_once('=')).map(|(n, u)| TestHost { name: n.into(), uri: u.into() });
+    let a = hosts.next().expect("a first test host");
+    let b = hosts.next().expect("a second test host");
+    (a, b)
+}
+
+/// A value from `virsh` output: the first word after `label:`.
+fn field(out: &str, label: &str) -> Option<u64> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == label)
+        .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Waits for the change's job to finish and returns it.
+async fn finished(db: &Db, change_id: &str) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(job) = jobs::jobs_of_change(db, change_id).await.unwrap().into_iter().next() {
+            if job.state.finished() {
+                return job;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job of change {change_id} did not finish in 240 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_libvirt_hosts() {
+    let (vh1, vh2) = test_hosts();
+    let virt_type = std::env::var("TOLLGATE_TEST_VIRT_TYPE").unwrap_or_else(|_| "kvm".into());
+    let database = fresh_database().await;
+    let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
+    tollgate_workflows::process::seed_defaults(&db).await.unwrap();
+    tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
+    let region = ci(&db, "region", "lab", None).await;
+    let dc = ci(&db, "datacenter", "lab-dc", Some(&region)).await;
+    let cluster = ci(&db, "cluster", "lab-cl", Some(&dc)).await;
+    let mut host_ids = Vec::new();
+    for h in [&vh1, &vh2] {
+        let draft = CiDraft {
+            kind: "host".into(),
+            name: h.name.clone(),
+            parent_id: Some(cluster.clone()),
+            agent_id: Some(format!("agent-{}", h.name)),
+            ..CiDraft::default()
+        };
+        host_ids.push(ci_with(&db, draft).await);
+    }
+
+    let port = free_port();
+    let (_stop, _server) = start_server(&db, port).await;
+    let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
+    let ticking = tokio::spawn(async move {
+        loop {
+            if let Err(e) = executor.tick().await {
+                eprintln!("executor round failed: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let queues = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for h in [&vh1, &vh2] {
+        let token = agent_token(&db, &format!("agent-{}", h.name)).await;
+        let more: Vec<String> = [
+            "--libvirt-uri",
+            &h.uri,
+            "--peer-uri",
+            &format!("qemu+tcp://{}/system", h.name),
+            "--virt-type",
+            &virt_type,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        agents.push(Agent::start_with(port, &h.name, &queues.path().join(&h.name), &token, &more));
+    }
+    let staff = Staff::new(&db).await;
+    let name = format!("e2e-{}", std::process::id() % 100_000);
+    let _cleanup = Cleanup { hosts: [&vh1, &vh2], name: name.clone(), agents: &agents, ticking };
+    {
+        let run = |title: &'static str, ops: Vec<Operation>| {
+            let (db, staff) = (&db, &staff);
+            async move {
+                let id = staff.implementing(db, title, ops).await;
+                let job = finished(db, &id).await;
+                assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
+                assert_eq!(change::get_change(db, &id).await.unwrap().state, "completed", "{title}");
+                job
+            }
+        };
+
+        // Provision through an approved change: placed on vh1, running, as the inventory says.
+        let provision = Operation::Provision {
+            name: name.clone(),
+            image: "tiny.qcow2".into(),
+            vcpus: 1,
+            memory_mib: 512,
+            disk_gib: 1,
+            service_id: None,
+            host_id: Some(host_ids[0].clone()),
+        };
+        run("provision the e2e VM", vec![provision]).await;
+        let info = vh1.virsh(&["dominfo", &name]);
+        assert!(info.contains("running"), "{info}");
+        assert_eq!((field(&info, "CPU(s)"), field(&info, "Max memory")), (Some(1), Some(512 * 1024)), "{info}");
+        let vm_id = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().expect("in the inventory").id;
+        let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
+        assert!(pid.is_some(), "no QEMU pid file for {name}");
+        vh1.wait_guest_ready(&name);
+        let same_process = |what: &str| {
+            assert_eq!(vh1.domid(&name), domid, "{what} restarted the domain");
+            assert_eq!(vh1.qemu_pid(&name), pid, "{what} replaced QEMU");
+        };
+
+        // Live resize up, then memory back down.
+        run("grow the e2e VM", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 1024 }]).await;
+        assert_eq!(vh1.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
+        assert_eq!(field(&vh1.virsh(&["dominfo", &name]), "Max memory"), Some(1024 * 1024));
+        same_process("growing");
+        run("shrink the e2e VM's memory", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 512 }])
+            .await;
+        assert_eq!(field(&vh1.virsh(&["dominfo", &name]), "Max memory"), Some(512 * 1024));
+        same_process("shrinking");
+
+        // CPU and disk limits on the running VM.
+        let quota = Operation::SetQuota {
+            vm_id: vm_id.clone(),
+            cpu_quota_pct: Some(50),
+            disk_read_bytes_per_sec: Some(10 << 20),
+            disk_write_bytes_per_sec: None,
+            disk_iops: Some(500),
+            net_mbit_per_sec: None,
+        };
+        run("limit the e2e VM", vec![quota]).await;
+        let sched = vh1.virsh(&["schedinfo", &name, "--live"]);
+        assert_eq!(
+            (field(&sched, "vcpu_period"), field(&sched, "vcpu_quota")),
+            (Some(100_000), Some(50_000)),
+            "{sched}"
+        );
+        let tune = vh1.virsh(&["blkdeviotune", &name, "vda", "--live"]);
+        assert_eq!(
+            (field(&tune, "read_bytes_sec"), field(&tune, "total_iops_sec")),
+            (Some(10 << 20), Some(500)),
+            "{tune}"
+        );
+        same_process("limiting");
+
+        // Live migration with its storage to vh2.
+        let migrate = Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true };
+        run("move the e2e VM", vec![migrate]).await;
+        assert!(vh2.virsh(&["list", "--name"]).lines().any(|l| l.trim() == name), "not running on {}", vh2.name);
+        assert!(!vh1.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still on {}", vh1.name);
+        assert_eq!(vh2.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
+        let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
+        assert_eq!(vm.parent_id.as_deref(), Some(host_ids[1].as_str()));
+    }
+}
+
+/// Removes the test's VM from both hosts and stops the executor, however the test ends; on a failure,
+/// prints what the agents said.
+struct Cleanup<'a> {
+    hosts: [&'a TestHost; 2],
+    name: String,
+    agents: &'a [Agent],
+    ticking: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.ticking.abort();
+        for h in self.hosts {
+            let _ = Libvirt::connect(&h.uri).and_then(|l| l.delete(&self.name));
+        }
+        if std::thread::panicking() {
+            for (h, agent) in self.hosts.iter().zip(self.agents) {
+                eprintln!("agent of {}:\n{}", h.name, agent.log());
+            }
+        }
+    }
+}
