@@ -7,115 +7,26 @@
 
 mod common;
 
-use common::{agent_token, ci, ci_with, free_port, start_server, Agent, Staff};
-use std::path::PathBuf;
-use std::process::Command;
+use common::{field, finished, free_port, start_server, Agent, Lab, Staff, TestHost};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tollgate_control::hypervisor::libvirt::Libvirt;
 use tollgate_control::hypervisor::Hypervisor;
-use tollgate_control::jobs::{self, Executor, Job, JobState};
+use tollgate_control::jobs::{Executor, JobState};
 use tollgate_workflows::change::{self, Operation};
-use tollgate_workflows::cmdb::CiDraft;
 use tollgate_workflows::incident::IncidentPolicy;
 use tollgate_workflows::testing::fresh_database;
 use tollgate_workflows::{Clock, Db};
 
-/// A test host: its name and how this process reaches its libvirt (a unix socket in its run folder).
-struct TestHost {
-    name: String,
-    uri: String,
-}
-
-impl TestHost {
-    fn virsh(&self, args: &[&str]) -> String {
-        let out = Command::new("virsh").arg("-c").arg(&self.uri).args(args).output().expect("virsh runs");
-        assert!(out.status.success(), "virsh {args:?} on {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `DIR/vhN/run/libvirt`: the folder of the daemon's socket.
-    fn run_dir(&self) -> PathBuf {
-        let socket = self.uri.split("socket=").nth(1).expect("a unix socket URI");
-        PathBuf::from(socket).parent().unwrap().to_path_buf()
-    }
-
-    fn qemu_pid(&self, name: &str) -> Option<u32> {
-        let file = self.run_dir().join("qemu").join(format!("{name}.pid"));
-        std::fs::read_to_string(file).ok()?.trim().parse().ok()
-    }
-
-    fn domid(&self, name: &str) -> String {
-        self.virsh(&["domid", name]).trim().to_string()
-    }
-
-    /// Waits for the guest's ready line on its logged serial console (`DIR/vhN/log/qemu`).
-    fn wait_guest_ready(&self, name: &str) {
-        let log = self.run_dir().ancestors().nth(2).unwrap().join("log/qemu").join(format!("{name}-serial.log"));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains("tollgate-guest ready") {
-            assert!(Instant::now() < deadline, "{name}'s guest did not come up in 120 s ({log:?})");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-fn test_hosts() -> (TestHost, TestHost) {
-    let list = std::env::var("TOLLGATE_TEST_LIBVIRT_HOSTS").unwrap_or_else(|_| {
-        panic!("TOLLGATE_TEST_LIBVIRT_HOSTS is not set: this test needs libvirt test hosts (scripts/test starts them)")
-    });
-    let mut hosts =
-        list.split(',').filter_map(|h| h.split_once('=')).map(|(n, u)| TestHost { name: n.into(), uri: u.into() });
-    let a = hosts.next().expect("a first test host");
-    let b = hosts.next().expect("a second test host");
-    (a, b)
-}
-
-/// A value from `virsh` output: the first word after `label:`.
-fn field(out: &str, label: &str) -> Option<u64> {
-    out.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim() == label)
-        .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok())
-}
-
-/// Waits for the change's job to finish and returns it.
-async fn finished(db: &Db, change_id: &str) -> Job {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        if let Some(job) = jobs::jobs_of_change(db, change_id).await.unwrap().into_iter().next() {
-            if job.state.finished() {
-                return job;
-            }
-        }
-        assert!(Instant::now() < deadline, "the job of change {change_id} did not finish in 240 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_libvirt_hosts() {
-    let (vh1, vh2) = test_hosts();
-    let virt_type = std::env::var("TOLLGATE_TEST_VIRT_TYPE").unwrap_or_else(|_| "kvm".into());
     let database = fresh_database().await;
     let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
     tollgate_workflows::process::seed_defaults(&db).await.unwrap();
     tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
-    let region = ci(&db, "region", "lab", None).await;
-    let dc = ci(&db, "datacenter", "lab-dc", Some(&region)).await;
-    let cluster = ci(&db, "cluster", "lab-cl", Some(&dc)).await;
-    let mut host_ids = Vec::new();
-    for h in [&vh1, &vh2] {
-        let draft = CiDraft {
-            kind: "host".into(),
-            name: h.name.clone(),
-            parent_id: Some(cluster.clone()),
-            agent_id: Some(format!("agent-{}", h.name)),
-            ..CiDraft::default()
-        };
-        host_ids.push(ci_with(&db, draft).await);
-    }
-
+    let lab = Lab::new(&db).await;
+    let [vh1, vh2] = &lab.hosts;
+    let host_ids = &lab.host_ids;
     let port = free_port();
     let (_stop, _server) = start_server(&db, port).await;
     let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
@@ -127,26 +38,10 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let queues = tempfile::tempdir().unwrap();
-    let mut agents = Vec::new();
-    for h in [&vh1, &vh2] {
-        let token = agent_token(&db, &format!("agent-{}", h.name)).await;
-        let more: Vec<String> = [
-            "--libvirt-uri",
-            &h.uri,
-            "--peer-uri",
-            &format!("qemu+tcp://{}/system", h.name),
-            "--virt-type",
-            &virt_type,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        agents.push(Agent::start_with(port, &h.name, &queues.path().join(&h.name), &token, &more));
-    }
+    let agents = lab.agents(port);
     let staff = Staff::new(&db).await;
     let name = format!("e2e-{}", std::process::id() % 100_000);
-    let _cleanup = Cleanup { hosts: [&vh1, &vh2], name: name.clone(), agents: &agents, ticking };
+    let _cleanup = Cleanup { hosts: [vh1, vh2], name: name.clone(), agents: &agents, ticking };
     {
         let run = |title: &'static str, ops: Vec<Operation>| {
             let (db, staff) = (&db, &staff);

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tollgate_control::jobs::{self, Job};
 use tollgate_workflows::accounts::{self, NewUser, Password, Principal, Role, RoleSet, Username};
 use tollgate_workflows::approval::{self, Decision};
 use tollgate_workflows::change::{self, ChangeEvent, ChangeKind, ChangeSpec, Operation};
@@ -225,5 +226,125 @@ impl Staff {
         }
         assert_eq!(change::get_change(db, &c.id).await.unwrap().state, "implementing");
         c.id
+    }
+}
+
+/// A test host: its name and how this process reaches its libvirt (a unix socket in its run folder).
+pub struct TestHost {
+    pub name: String,
+    pub uri: String,
+}
+
+impl TestHost {
+    pub fn virsh(&self, args: &[&str]) -> String {
+        let out = Command::new("virsh").arg("-c").arg(&self.uri).args(args).output().expect("virsh runs");
+        assert!(out.status.success(), "virsh {args:?} on {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `DIR/vhN/run/libvirt`: the folder of the daemon's socket.
+    pub fn run_dir(&self) -> PathBuf {
+        let socket = self.uri.split("socket=").nth(1).expect("a unix socket URI");
+        PathBuf::from(socket).parent().unwrap().to_path_buf()
+    }
+
+    pub fn qemu_pid(&self, name: &str) -> Option<u32> {
+        let file = self.run_dir().join("qemu").join(format!("{name}.pid"));
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    pub fn domid(&self, name: &str) -> String {
+        self.virsh(&["domid", name]).trim().to_string()
+    }
+
+    /// Waits for the guest's ready line on its logged serial console (`DIR/vhN/log/qemu`).
+    pub fn wait_guest_ready(&self, name: &str) {
+        let log = self.run_dir().ancestors().nth(2).unwrap().join("log/qemu").join(format!("{name}-serial.log"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("tollgate-guest ready") {
+            assert!(Instant::now() < deadline, "{name}'s guest did not come up in 120 s ({log:?})");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn test_hosts() -> (TestHost, TestHost) {
+    let list = std::env::var("TOLLGATE_TEST_LIBVIRT_HOSTS").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_LIBVIRT_HOSTS is not set: this test needs libvirt test hosts (scripts/test starts them)")
+    });
+    let mut hosts =
+        list.split(',').filter_map(|h| h.split_once('=')).map(|(n, u)| TestHost { name: n.into(), uri: u.into() });
+    let a = hosts.next().expect("a first test host");
+    let b = hosts.next().expect("a second test host");
+    (a, b)
+}
+
+/// A value from `virsh` output: the first word after `label:`.
+pub fn field(out: &str, label: &str) -> Option<u64> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == label)
+        .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Waits for the change's job to finish and returns it.
+pub async fn finished(db: &Db, change_id: &str) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(job) = jobs::jobs_of_change(db, change_id).await.unwrap().into_iter().next() {
+            if job.state.finished() {
+                return job;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job of change {change_id} did not finish in 240 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two libvirt test hosts in the inventory (one cluster), with an agent account for each.
+pub struct Lab {
+    pub hosts: [TestHost; 2],
+    /// The hosts' CI ids, in the order of `hosts`.
+    pub host_ids: Vec<String>,
+    tokens: Vec<String>,
+    queues: tempfile::TempDir,
+}
+
+impl Lab {
+    pub async fn new(db: &Db) -> Lab {
+        let (a, b) = test_hosts();
+        let region = ci(db, "region", "lab", None).await;
+        let dc = ci(db, "datacenter", "lab-dc", Some(&region)).await;
+        let cluster = ci(db, "cluster", "lab-cl", Some(&dc)).await;
+        let (mut host_ids, mut tokens) = (Vec::new(), Vec::new());
+        for h in [&a, &b] {
+            let agent = format!("agent-{}", h.name);
+            let draft = CiDraft {
+                kind: "host".into(),
+                name: h.name.clone(),
+                parent_id: Some(cluster.clone()),
+                agent_id: Some(agent.clone()),
+                ..CiDraft::default()
+            };
+            host_ids.push(ci_with(db, draft).await);
+            tokens.push(agent_token(db, &agent).await);
+        }
+        Lab { hosts: [a, b], host_ids, tokens, queues: tempfile::tempdir().unwrap() }
+    }
+
+    /// The real agent on each host, driving its libvirt, reporting to the server on `port`.
+    pub fn agents(&self, port: u16) -> Vec<Agent> {
+        let virt_type = std::env::var("TOLLGATE_TEST_VIRT_TYPE").unwrap_or_else(|_| "kvm".into());
+        self.hosts
+            .iter()
+            .zip(&self.tokens)
+            .map(|(h, token)| {
+                let peer = format!("qemu+tcp://{}/system", h.name);
+                let more =
+                    ["--libvirt-uri", h.uri.as_str(), "--peer-uri", peer.as_str(), "--virt-type", virt_type.as_str()];
+                let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
+                Agent::start_with(port, &h.name, &self.queues.path().join(&h.name), token, &more)
+            })
+            .collect()
     }
 }
