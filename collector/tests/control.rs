@@ -1,6 +1,7 @@
 //! The control plane end to end on real libvirt: a server, the real agent on each of two test hosts
 //! (`scripts/lib/vhosts.sh`; `TOLLGATE_TEST_LIBVIRT_HOSTS` names them), and approved changes that
-//! provision a VM, resize it live up and down, limit it, and live-migrate it. After each, `virsh` on the
+//! provision a VM, resize it live up and down, limit it, and live-migrate it; a migration the destination
+//! refuses rolls its change back, undoing what ran, and opens an incident linked to the change. After each, `virsh` on the
 //! host confirms the result; for the live operations the domain id and the QEMU process are unchanged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,11 +12,12 @@ use common::{field, finished, free_port, start_server, Agent, Lab, Staff, TestHo
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_control::hypervisor::libvirt::Libvirt;
-use tollgate_control::hypervisor::Hypervisor;
+use tollgate_control::hypervisor::{DomainSpec, Hypervisor};
 use tollgate_control::jobs::{Executor, JobState};
 use tollgate_workflows::change::{self, Operation};
-use tollgate_workflows::incident::IncidentPolicy;
+use tollgate_workflows::incident::{self, IncidentPolicy, IncidentQuery, LinkKind};
 use tollgate_workflows::testing::fresh_database;
+use tollgate_workflows::text::PageRequest;
 use tollgate_workflows::{Clock, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,6 +112,42 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
             "{tune}"
         );
         same_process("limiting");
+
+        // A failed step: vh2 already runs another domain of that name, so it refuses the migration. The
+        // memory grown before it is given back, the VM runs where it was, and an incident names the change.
+        let virt_type = std::env::var("TOLLGATE_TEST_VIRT_TYPE").ok();
+        let squatter = Libvirt::connect_as(&vh2.uri, virt_type.as_deref()).unwrap();
+        let squat = DomainSpec {
+            name: name.clone(),
+            vm_id: "squatter".into(),
+            vcpus: 1,
+            max_vcpus: 1,
+            memory_mib: 256,
+            max_memory_mib: 256,
+            memory_slots: 0,
+            image: "tiny.qcow2".into(),
+            disk_gib: 1,
+            boot: None,
+        };
+        squatter.provision(&squat).unwrap();
+        let grow_and_move = vec![
+            Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 1024 },
+            Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true },
+        ];
+        let refused = staff.implementing(&db, "grow and move into a squatter", grow_and_move).await;
+        let job = finished(&db, &refused).await;
+        assert_eq!(job.state, JobState::RolledBack, "{job:?}");
+        assert_eq!(change::get_change(&db, &refused).await.unwrap().state, "rolled_back");
+        assert_eq!(field(&vh1.virsh(&["dominfo", &name]), "Max memory"), Some(512 * 1024), "the growth was not undone");
+        same_process("the refused migration");
+        let linked = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|i| i.changes.iter().any(|l| l.change_id == refused && l.kind == LinkKind::CausedBy));
+        assert!(linked, "no incident is linked to the rolled-back change");
+        squatter.delete(&name).unwrap();
 
         // Live migration with its storage to vh2.
         let migrate = Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true };
