@@ -117,11 +117,13 @@ impl IncidentConfig {
 pub struct ControlConfig {
     /// How often the executor looks for jobs to start or take over, and the simulated fleet for tasks.
     pub tick_millis: u64,
+    /// Seed a simulated demo fleet (labelled as such) into an inventory that has no hosts yet.
+    pub demo_fleet: bool,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig { tick_millis: 250 }
+        ControlConfig { tick_millis: 250, demo_fleet: true }
     }
 }
 

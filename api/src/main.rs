@@ -152,6 +152,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if groups + policies > 0 {
         tracing::info!(groups, policies, "stored the default approval groups and policies");
     }
+    let demo_hosts = if config.control.demo_fleet {
+        tollgate_control::simulated::seed_demo_fleet(&db).await.context("cannot seed the simulated demo fleet")?
+    } else {
+        0
+    };
+    if demo_hosts > 0 {
+        tracing::info!(hosts = demo_hosts, "seeded the simulated demo fleet");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -162,6 +170,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (executor_policy, sim_fleet) = (state.incidents.clone(), state.sim_fleet.clone());
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
+    if demo_hosts > 0 {
+        println!(
+            "  Fleet:     a SIMULATED demo fleet of {demo_hosts} hosts (sim-a-01 …, hypervisor \"simulated\"): its VMs"
+        );
+        println!("             exist only inside this server. Real hosts join by running tollgate-agent on them.");
+        println!();
+    }
     tracing::info!(%addr, engine = db.engine().name(), "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let timers = tollgate_api::background::spawn_timers(

@@ -40,6 +40,7 @@ impl Server {
             .arg(data)
             .env("TOLLGATE__CONTROL__TICK_MILLIS", "100")
             .env("TOLLGATE__METRICS__SELF_INTERVAL_SECS", "0")
+            .env("TOLLGATE__CONTROL__DEMO_FLEET", "false")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

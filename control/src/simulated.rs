@@ -52,3 +52,38 @@ impl SimAgents {
         Ok(ran)
     }
 }
+
+/// Seeds the simulated demo fleet into an empty inventory: one region, one data centre, two clusters of
+/// four simulated hosts, every one named and described as simulated. Returns how many hosts it made (0
+/// when the inventory already has hosts: real or simulated, they are left alone).
+pub async fn seed_demo_fleet(db: &Db) -> StoreResult<usize> {
+    use tollgate_workflows::cmdb::{self, CiDraft, CiKind, CiSpec};
+    use tollgate_workflows::AuditContext;
+    if !crate::inventory::all_of(db, CiKind::Host).await?.is_empty() {
+        return Ok(0);
+    }
+    let ctx = AuditContext::system("demo fleet");
+    let label = "Simulated (demo fleet): no real hypervisor; its VMs exist only inside the server.";
+    let make = |kind: &str, name: &str, parent: Option<String>| CiDraft {
+        kind: kind.into(),
+        name: name.into(),
+        description: Some(label.into()),
+        parent_id: parent,
+        ..CiDraft::default()
+    };
+    let region = cmdb::create_ci(db, &ctx, CiSpec::try_from(make("region", "sim-region", None))?).await?;
+    let dc = cmdb::create_ci(db, &ctx, CiSpec::try_from(make("datacenter", "sim-dc-1", Some(region.id)))?).await?;
+    let mut hosts = 0;
+    for cluster in ["a", "b"] {
+        let c = CiSpec::try_from(make("cluster", &format!("sim-cluster-{cluster}"), Some(dc.id.clone())))?;
+        let c = cmdb::create_ci(db, &ctx, c).await?;
+        for n in 1..=4 {
+            let mut host = make("host", &format!("sim-{cluster}-{n:02}"), Some(c.id.clone()));
+            host.hypervisor = Some("simulated".into());
+            (host.vcpus, host.memory_mib, host.disk_gib) = (Some(64), Some(262_144), Some(4_000));
+            cmdb::create_ci(db, &ctx, CiSpec::try_from(host)?).await?;
+            hosts += 1;
+        }
+    }
+    Ok(hosts)
+}

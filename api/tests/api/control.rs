@@ -141,6 +141,9 @@ async fn every_fleet_operation_is_refused_without_an_approved_change_and_nothing
         drafted.assert_error(StatusCode::CONFLICT, "no_approved_change");
         assert_eq!(drafted.body["error"]["details"]["reason"], "not_implementing", "{path}: {}", drafted.body);
     }
+    let unknown = f.w.app.post(&format!("/api/v1/vms/{vm}/stop?change_id=no-such-change"), op, json!({})).await;
+    unknown.assert_error(StatusCode::CONFLICT, "no_approved_change");
+    assert_eq!(unknown.body["error"]["details"]["reason"], "not_found", "{}", unknown.body);
     // An implementing change covers only what it planned.
     let started = f.implementing("stop db", json!([{"op": "stop", "vm_id": vm}])).await;
     let other = f
@@ -237,4 +240,19 @@ async fn a_refused_migration_rolls_back_what_ran_and_opens_an_incident_linked_to
             .is_some_and(|c| c.iter().any(|l| l["change_id"] == change_id.as_str() && l["kind"] == "caused_by"))
     });
     assert!(incident.is_some(), "no incident linked to the change: {}", incidents.body);
+}
+
+#[tokio::test]
+async fn an_empty_inventory_gets_a_simulated_demo_fleet_once_and_labelled_as_such() {
+    let app = crate::support::spawn_app().await;
+    assert_eq!(tollgate_control::simulated::seed_demo_fleet(&app.db).await.unwrap(), 8);
+    let hosts = app.get("/api/v1/cis?kind=host", &app.admin_token).await;
+    let hosts = hosts.body["items"].as_array().unwrap().clone();
+    assert_eq!(hosts.len(), 8);
+    for h in &hosts {
+        assert_eq!(h["hypervisor"], "simulated", "{h}");
+        assert!(h["name"].as_str().unwrap().starts_with("sim-"), "{h}");
+        assert!(h["description"].as_str().unwrap().starts_with("Simulated"), "{h}");
+    }
+    assert_eq!(tollgate_control::simulated::seed_demo_fleet(&app.db).await.unwrap(), 0, "seeded twice");
 }

@@ -27,6 +27,14 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// A step's result: the inverse steps, or why it failed (a failure of the work, not of the store).
 type StepResult = StoreResult<Result<Vec<Step>, String>>;
 
+/// What a save writes besides the memo: where the job is and what it is doing.
+struct Mark<'a> {
+    state: JobState,
+    step: u32,
+    current: &'a str,
+    error: Option<&'a str>,
+}
+
 /// Runs jobs; one per server, shared by its loops.
 pub struct Executor {
     db: Db,
@@ -146,18 +154,8 @@ impl Executor {
     }
 
     /// Writes the job's progress if this server still holds it (audited); false when it does not.
-    // Every argument is a column of the one row it writes; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    async fn save(
-        &self,
-        row: &JobRow,
-        state: JobState,
-        step: u32,
-        memo: &Memo,
-        current: &str,
-        error: Option<&str>,
-        action: &str,
-    ) -> StoreResult<bool> {
+    async fn save(&self, row: &JobRow, mark: Mark<'_>, memo: &Memo, action: &str) -> StoreResult<bool> {
+        let Mark { state, step, current, error } = mark;
         let memo_json = serde_json::to_string(memo).map_err(|e| StoreError::Internal(format!("job memo: {e}")))?;
         let mut tx = self.db.write_rows(&self.ctx).await?;
         let now = to_millis(tx.now());
@@ -196,7 +194,7 @@ impl Executor {
                 JobState::Running if (step as usize) < plan.len() => {
                     let current = &plan[step as usize];
                     if matches!(current, Step::Verify { .. }) {
-                        self.change_event(&row.change_id, "verify").await;
+                        self.change_event(&row.change_id, "verify").await?;
                     }
                     let undo = match &memo.prepared {
                         Some((at, undo)) if *at == step => Some(undo.clone()),
@@ -209,7 +207,15 @@ impl Executor {
                             memo.log.push(format!("done: {}", current.label()));
                             let next =
                                 plan.get(step as usize + 1).map(Step::label).unwrap_or_else(|| "finishing".into());
-                            if !self.save(&row, JobState::Running, step + 1, &memo, &next, None, "job.step").await? {
+                            if !self
+                                .save(
+                                    &row,
+                                    Mark { state: JobState::Running, step: step + 1, current: &next, error: None },
+                                    &memo,
+                                    "job.step",
+                                )
+                                .await?
+                            {
                                 return Ok(());
                             }
                         }
@@ -226,11 +232,13 @@ impl Executor {
                             if !self
                                 .save(
                                     &row,
-                                    JobState::RollingBack,
-                                    step,
+                                    Mark {
+                                        state: JobState::RollingBack,
+                                        step,
+                                        current: "rolling back",
+                                        error: Some(&error),
+                                    },
                                     &memo,
-                                    "rolling back",
-                                    Some(&error),
                                     "job.fail",
                                 )
                                 .await?
@@ -241,36 +249,27 @@ impl Executor {
                     }
                 }
                 JobState::Running => {
+                    // The change follows first: a job is finished only once its change shows it.
+                    self.change_event(&row.change_id, "verify").await?;
+                    self.change_event(&row.change_id, "complete").await?;
                     memo.log.push("succeeded".into());
-                    if !self.save(&row, JobState::Succeeded, step, &memo, "completed", None, "job.succeed").await? {
-                        return Ok(());
+                    let mark = Mark { state: JobState::Succeeded, step, current: "completed", error: None };
+                    if self.save(&row, mark, &memo, "job.succeed").await? {
+                        tracing::info!(job = %id, "job succeeded");
                     }
-                    self.change_event(&row.change_id, "verify").await;
-                    self.change_event(&row.change_id, "complete").await;
-                    tracing::info!(job = %id, "job succeeded");
                     return Ok(());
                 }
                 JobState::RollingBack => {
                     let left = memo.undo.len().saturating_sub(memo.undone as usize);
                     if left == 0 {
+                        // The change follows first: a job is finished only once its change shows it.
+                        let error = row.error.clone().unwrap_or_default();
+                        self.change_event(&row.change_id, "roll_back").await?;
+                        self.open_incident(&row, false, &error).await;
                         memo.log.push("rolled back".into());
-                        let error = row.error.clone();
-                        if !self
-                            .save(
-                                &row,
-                                JobState::RolledBack,
-                                step,
-                                &memo,
-                                "rolled back",
-                                error.as_deref(),
-                                "job.rolled_back",
-                            )
-                            .await?
-                        {
-                            return Ok(());
-                        }
-                        self.change_event(&row.change_id, "roll_back").await;
-                        self.open_incident(&row, false).await;
+                        let mark =
+                            Mark { state: JobState::RolledBack, step, current: "rolled back", error: Some(&error) };
+                        self.save(&row, mark, &memo, "job.rolled_back").await?;
                         return Ok(());
                     }
                     let undo = memo.undo[left - 1].clone();
@@ -282,11 +281,13 @@ impl Executor {
                             if !self
                                 .save(
                                     &row,
-                                    JobState::RollingBack,
-                                    step,
+                                    Mark {
+                                        state: JobState::RollingBack,
+                                        step,
+                                        current: &format!("rolling back: {}", undo.label()),
+                                        error: row.error.as_deref(),
+                                    },
                                     &memo,
-                                    &format!("rolling back: {}", undo.label()),
-                                    row.error.as_deref(),
                                     "job.undo",
                                 )
                                 .await?
@@ -301,14 +302,10 @@ impl Executor {
                                 row.error.as_deref().unwrap_or("failed"),
                                 undo.label()
                             );
-                            if !self
-                                .save(&row, JobState::Failed, step, &memo, "failed", Some(&error), "job.failed")
-                                .await?
-                            {
-                                return Ok(());
-                            }
-                            self.change_event(&row.change_id, "fail").await;
-                            self.open_incident(&row, true).await;
+                            self.change_event(&row.change_id, "fail").await?;
+                            self.open_incident(&row, true, &error).await;
+                            let mark = Mark { state: JobState::Failed, step, current: "failed", error: Some(&error) };
+                            self.save(&row, mark, &memo, "job.failed").await?;
                             return Ok(());
                         }
                     }
@@ -318,16 +315,22 @@ impl Executor {
         }
     }
 
-    /// Fires a system event on the change; one it cannot take now (already past it) is logged and skipped.
-    async fn change_event(&self, change_id: &str, event: &str) {
+    /// Fires a system event on the change; one it cannot take now (already past it, after a resumed
+    /// job) is skipped. A store failure is returned, so the job finishes only once the change follows.
+    async fn change_event(&self, change_id: &str, event: &str) -> StoreResult<()> {
         let e = ChangeEvent { event: event.to_string(), ..ChangeEvent::default() };
-        if let Err(err) = change::fire_change(&self.db, &self.ctx, change_id, &Actor::System, e).await {
-            tracing::debug!(change = %change_id, event, error = %err, "change event not taken");
+        match change::fire_change(&self.db, &self.ctx, change_id, &Actor::System, e).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Transition(why)) => {
+                tracing::debug!(change = %change_id, event, %why, "change event not taken");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
     /// An incident for a job that did not succeed, linked to its change as caused by it.
-    async fn open_incident(&self, row: &JobRow, rollback_failed: bool) {
+    async fn open_incident(&self, row: &JobRow, rollback_failed: bool, error: &str) {
         let result: StoreResult<()> = async {
             let c = change::get_change(&self.db, &row.change_id).await?;
             let mut ci_ids = Vec::new();
@@ -339,7 +342,6 @@ impl Executor {
             let outcome = if rollback_failed { "failed and could not be rolled back" } else { "was rolled back" };
             let mut title: String = format!("{} {outcome}: {}", c.reference, c.title);
             title = title.chars().take(Name::MAX_CHARS).collect();
-            let error = row.error.clone().unwrap_or_default();
             let detail = format!("Job {} for revision {} stopped: {error}", row.id, row.revision);
             let report = IncidentReport {
                 title: Name::parse("title", &title)?,
@@ -408,7 +410,8 @@ impl Executor {
         let state = if step >= 10_000 { JobState::RollingBack } else { JobState::Running };
         let at = row.step.max(0) as u32;
         let current = row.current.clone();
-        self.save(row, state, at, memo, &current, row.error.as_deref(), "job.prepare").await
+        self.save(row, Mark { state, step: at, current: &current, error: row.error.as_deref() }, memo, "job.prepare")
+            .await
     }
 
     async fn run_step(

@@ -58,8 +58,8 @@ impl ApprovedChange {
 pub enum Refusal {
     #[error("no approved change was given; every operation on the fleet needs one")]
     NoChange,
-    #[error("change {0} does not exist")]
-    NotFound(String),
+    #[error("change {change_id} does not exist")]
+    NotFound { change_id: String },
     #[error("{reference} is {state}, not implementing: start it first (it must be approved and scheduled)")]
     NotImplementing { reference: String, state: String },
     #[error("{reference} was edited to revision {now} after revision {approved} was started; it needs approval again")]
@@ -83,7 +83,7 @@ pub async fn authorise(
 ) -> StoreResult<Result<ApprovedChange, Refusal>> {
     let change = match super::get_change(db, change_id).await {
         Ok(c) => c,
-        Err(StoreError::NotFound { .. }) => return Ok(Err(Refusal::NotFound(change_id.to_string()))),
+        Err(StoreError::NotFound { .. }) => return Ok(Err(Refusal::NotFound { change_id: change_id.to_string() })),
         Err(e) => return Err(e),
     };
     let mut conn = db.pool().acquire().await?;
