@@ -325,7 +325,11 @@ async fn agent_tasks(
     State(db): State<Db>,
     Query(q): Query<PollQuery>,
 ) -> ApiResult<Json<TaskBatch>> {
-    let wait = Duration::from_secs(q.wait_secs.unwrap_or(0).min(60));
+    let wait_secs = q.wait_secs.unwrap_or(0);
+    if wait_secs > 60 {
+        return Err(ApiError::validation("wait_secs", format!("must be at most 60, got {wait_secs}")));
+    }
+    let wait = Duration::from_secs(wait_secs);
     let agent = auth.principal.username;
     let deadline = Instant::now() + wait;
     loop {

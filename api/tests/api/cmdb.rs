@@ -277,3 +277,20 @@ async fn every_change_is_audited_with_who_made_it_and_the_request_id() {
         "newest first, her sign-in included"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_spells_cmdb_enums_as_the_api_does() {
+    use tollgate_workflows::cmdb::{CiKind, Criticality, Hypervisor, RelationKind};
+    let app = spawn_app().await;
+    let doc = app.openapi().await;
+    let spelled = |name: &str| -> Vec<String> {
+        let values =
+            doc["components"]["schemas"][name]["enum"].as_array().unwrap_or_else(|| panic!("{name} has an enum"));
+        values.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let strings = |all: Vec<&str>| all.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(spelled("CiKind"), strings(CiKind::ALL.iter().map(|k| k.as_str()).collect()));
+    assert_eq!(spelled("Criticality"), strings(Criticality::ALL.iter().map(|k| k.as_str()).collect()));
+    assert_eq!(spelled("Hypervisor"), strings(Hypervisor::ALL.iter().map(|k| k.as_str()).collect()));
+    assert_eq!(spelled("RelationKind"), strings(RelationKind::ALL.iter().map(|k| k.as_str()).collect()));
+}

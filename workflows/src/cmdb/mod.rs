@@ -19,6 +19,9 @@ macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        // The schema derive cannot read a rename given through the macro; every spelling is the variant in
+        // kebab case, which this names for it (the API test of the OpenAPI document checks they agree).
+        #[serde(rename_all = "kebab-case")]
         pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $variant),+ }
 
         impl $name {
