@@ -188,16 +188,27 @@ pub fn spawn_metric_upkeep(
 }
 
 /// Every `interval`: the executor starts jobs for changes that began implementing, takes over jobs no
-/// live server holds, and drives them; the simulated fleet's agents run their hosts' tasks.
+/// live server holds, and drives them; the simulated fleet's agents run their hosts' tasks. Every
+/// `reconcile_every`, the simulated hosts are compared with the inventory (agents report real hosts).
 pub fn spawn_executor(
     executor: Arc<Executor>,
     sim: Arc<SimAgents>,
-    interval: Duration,
+    policy: Arc<IncidentPolicy>,
+    (interval, reconcile_every): (Duration, Duration),
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = Ticks::new(interval, shutdown);
+        let mut reconciled: Option<std::time::Instant> = None;
         while ticks.next().await {
+            if reconciled.is_none_or(|at| at.elapsed() >= reconcile_every) {
+                reconciled = Some(std::time::Instant::now());
+                match sim.reconcile(&policy).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(differences = n, "simulated hosts differ from the inventory"),
+                    Err(e) => tracing::warn!(error = %e, "reconciling the simulated hosts failed; retrying later"),
+                }
+            }
             if let Err(e) = executor.tick().await {
                 tracing::warn!(error = %e, "the executor's round failed; retrying next round");
             }

@@ -119,11 +119,13 @@ pub struct ControlConfig {
     pub tick_millis: u64,
     /// Seed a simulated demo fleet (labelled as such) into an inventory that has no hosts yet.
     pub demo_fleet: bool,
+    /// How often the simulated hosts are compared with the inventory (agents report real hosts).
+    pub reconcile_secs: u64,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig { tick_millis: 250, demo_fleet: true }
+        ControlConfig { tick_millis: 250, demo_fleet: true, reconcile_secs: 60 }
     }
 }
 
@@ -340,6 +342,9 @@ impl Config {
         }
         if self.control.tick_millis < 10 || self.control.tick_millis > 60_000 {
             return bad("control.tick_millis", "must be between 10 and 60000");
+        }
+        if self.control.reconcile_secs == 0 || self.control.reconcile_secs > 86_400 {
+            return bad("control.reconcile_secs", "must be between 1 and 86400");
         }
         if self.metrics.alert_interval_secs == 0 || self.metrics.alert_interval_secs > 3600 {
             return bad("metrics.alert_interval_secs", "must be between 1 and 3600");

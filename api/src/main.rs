@@ -168,6 +168,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let points = state.points.clone();
     let (policy, alert_totals) = (state.incidents.clone(), state.alerts.clone());
     let (executor_policy, sim_fleet) = (state.incidents.clone(), state.sim_fleet.clone());
+    let reconcile_policy = state.incidents.clone();
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     if demo_hosts > 0 {
@@ -208,7 +209,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let executor = tollgate_api::background::spawn_executor(
         tollgate_control::jobs::Executor::new(db.clone(), executor_policy),
         Arc::new(tollgate_control::simulated::SimAgents::new(db.clone(), sim_fleet)),
-        Duration::from_millis(config.control.tick_millis),
+        reconcile_policy,
+        (Duration::from_millis(config.control.tick_millis), Duration::from_secs(config.control.reconcile_secs)),
         stop_tx.subscribe(),
     );
     let shutdown = async move {

@@ -52,6 +52,10 @@ pub struct Cli {
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_VIRT_TYPE", value_parser = ["kvm", "qemu"])]
     pub virt_type: Option<String>,
+    /// How often the host's domains are sent to the server, which compares them with its inventory.
+    #[cfg(feature = "libvirt")]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub inventory_interval: Duration,
     /// Where /proc and /sys are found.
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,

@@ -15,6 +15,8 @@ pub struct DriverConfig {
     /// How other hosts' hypervisors reach this one for migrations (`qemu+tcp://host/system`).
     pub peer_uri: String,
     pub connect: Connect,
+    /// How often the host's domains are sent for the server to compare with its inventory.
+    pub inventory_every: std::time::Duration,
 }
 
 impl std::fmt::Debug for DriverConfig {

@@ -64,7 +64,7 @@ fn driver(cli: &Cli, host: &str) -> Option<DriverConfig> {
     let (target, virt_type) = (uri.clone(), cli.virt_type.clone());
     let connect =
         Arc::new(move || Ok(Box::new(Libvirt::connect_as(&target, virt_type.as_deref())?) as Box<dyn Hypervisor>));
-    Some(DriverConfig { uri, peer_uri, connect })
+    Some(DriverConfig { uri, peer_uri, connect, inventory_every: cli.inventory_interval })
 }
 
 /// Built without libvirt: the host alone.

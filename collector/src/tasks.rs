@@ -137,6 +137,8 @@ pub struct Runner {
     trouble: Option<String>,
     /// Oldest first.
     finished: VecDeque<(String, Outcome)>,
+    /// When the host's domains were last sent.
+    inventory_sent: Option<Instant>,
 }
 
 impl Runner {
@@ -151,6 +153,7 @@ impl Runner {
             greeted: false,
             trouble: None,
             finished: VecDeque::new(),
+            inventory_sent: None,
         }
     }
 
@@ -182,6 +185,25 @@ impl Runner {
                 }
             }
             Err(Failure::Again(why) | Failure::Settled(why)) => self.failed(&format!("polling for host tasks: {why}")),
+        }
+        self.send_inventory();
+    }
+
+    /// Sends the host's domains when due, for the server to compare with its inventory. A failure is logged
+    /// and tried again next time; tasks do not wait for it.
+    fn send_inventory(&mut self) {
+        if self.inventory_sent.is_some_and(|at| at.elapsed() < self.config.inventory_every) {
+            return;
+        }
+        self.inventory_sent = Some(Instant::now());
+        let domains = match self.driver.get().and_then(|d| d.domains()) {
+            Ok(domains) => domains,
+            Err(e) => return log(&format!("cannot list this host's domains for the server: {e}")),
+        };
+        match self.client.post(&format!("{}/domains", self.client.base), &domains) {
+            Ok(_) if self.verbose => log(&format!("sent {} domain(s) for the server to compare", domains.len())),
+            Ok(_) => {}
+            Err(Failure::Again(why) | Failure::Settled(why)) => log(&format!("sending this host's domains: {why}")),
         }
     }
 

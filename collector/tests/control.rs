@@ -157,6 +157,25 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
         assert_eq!(vh2.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
         let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
         assert_eq!(vm.parent_id.as_deref(), Some(host_ids[1].as_str()));
+
+        // A vCPU added by hand on vh2, outside any change: its agent reports the host, and the reconciler
+        // opens an incident on the host and the VM.
+        vh2.virsh(&["setvcpus", &name, "3", "--live"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let wanted =
+            format!("Unauthorised change on {}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh2.name);
+        loop {
+            let open = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+                .await
+                .unwrap()
+                .items;
+            if let Some(i) = open.iter().find(|i| i.title == wanted) {
+                assert!(i.ci_ids.contains(&host_ids[1]) && i.ci_ids.contains(&vm.id), "{i:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no drift incident in 60 s; open: {open:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 

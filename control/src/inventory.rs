@@ -57,6 +57,12 @@ pub async fn vm_named(db: &Db, name: &str) -> StoreResult<Option<Ci>> {
     Ok(page.items.into_iter().find(|c| c.name == name))
 }
 
+/// The host CI whose agent is `agent_id`.
+pub async fn host_of_agent(db: &Db, agent_id: &str) -> StoreResult<Option<Ci>> {
+    let hosts = all_of(db, CiKind::Host).await?;
+    Ok(hosts.into_iter().find(|h| h.agent_id.as_deref() == Some(agent_id)))
+}
+
 /// Records a new VM on `host_id` as planned; it becomes running once its domain runs.
 pub async fn create_vm(
     db: &Db,

@@ -13,11 +13,13 @@
 //! - [`jobs`] — durable jobs that carry out approved changes step by step, with rollback.
 //! - [`inventory`] — hosts and VMs in the CMDB, as the control plane reads and writes them.
 //! - [`simulated`] — the simulated fleet's agents, run inside the server.
+//! - [`reconcile`] — the inventory against what hosts report; differences become incidents.
 
 pub mod hypervisor;
 pub mod inventory;
 pub mod jobs;
 pub mod placement;
+pub mod reconcile;
 pub mod simulated;
 pub mod task;
 

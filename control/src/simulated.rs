@@ -30,6 +30,29 @@ impl SimAgents {
         agent_id.strip_prefix("sim:").map(|name| self.fleet.host(name, SIM_IMAGES))
     }
 
+    /// Compares every simulated host with the inventory (see [`crate::reconcile`]); returns the differences
+    /// found.
+    pub async fn reconcile(&self, policy: &tollgate_workflows::incident::IncidentPolicy) -> StoreResult<usize> {
+        use crate::hypervisor::Hypervisor;
+        use tollgate_workflows::cmdb::{CiKind, Hypervisor as Kind};
+        let mut found = 0;
+        for host in crate::inventory::all_of(&self.db, CiKind::Host).await? {
+            if host.hypervisor != Some(Kind::Simulated) {
+                continue;
+            }
+            let sim = self.fleet.host(&host.name, SIM_IMAGES);
+            let domains = match crate::hypervisor::blocking(move || sim.domains()).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(host = %host.name, error = %e, "cannot list a simulated host's domains");
+                    continue;
+                }
+            };
+            found += crate::reconcile::reconcile_host(&self.db, policy, &host, &domains).await?.len();
+        }
+        Ok(found)
+    }
+
     /// Runs every task waiting for a simulated host; returns how many ran.
     pub async fn round(&self) -> StoreResult<usize> {
         let agents: Vec<(String,)> = sqlx::query_as(

@@ -9,10 +9,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tollgate_control::hypervisor::Domain;
 use tollgate_control::jobs::{self, tasks, Job};
+use tollgate_control::reconcile::{self, Drift};
 use tollgate_control::task::{Hello, Outcome, TaskBatch};
 use tollgate_workflows::change::{self, Operation, Refusal};
+use tollgate_workflows::incident::IncidentPolicy;
 use tollgate_workflows::Db;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -34,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agent_hello))
         .routes(routes!(agent_tasks))
         .routes(routes!(agent_outcome))
+        .routes(routes!(agent_domains))
 }
 
 fn refused(r: Refusal) -> ApiError {
@@ -355,4 +360,31 @@ async fn agent_outcome(
         tasks::Reported::Recorded | tasks::Reported::Already => Ok(StatusCode::NO_CONTENT),
         tasks::Reported::Unknown => Err(ApiError::not_found(format!("no task {id} for this agent"))),
     }
+}
+
+/// What the reconciler found on the agent's host.
+#[derive(serde::Serialize, ToSchema)]
+pub struct DriftReport {
+    #[schema(value_type = Vec<Object>)]
+    drift: Vec<Drift>,
+}
+
+/// An agent reports every domain on its host; the reconciler compares them with the inventory and opens an
+/// incident for each difference (an unauthorised change).
+#[utoipa::path(post, path = "/agent/domains", tag = "agent",
+    request_body(content = Vec<Object>, description = "the host's domains, as the driver reports them"),
+    responses((status = 200, body = DriftReport), (status = 404, body = crate::error::ErrorBody, description = "no host has this agent")),
+    security(("bearer" = ["agent", "admin"])))]
+async fn agent_domains(
+    auth: Authorized<RunHostTasks>,
+    State(db): State<Db>,
+    State(policy): State<Arc<IncidentPolicy>>,
+    Json(domains): Json<Vec<Domain>>,
+) -> ApiResult<Json<DriftReport>> {
+    let agent = &auth.principal.username;
+    let host = tollgate_control::inventory::host_of_agent(&db, agent)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no host in the inventory is served by agent {agent}")))?;
+    let drift = reconcile::reconcile_host(&db, &policy, &host, &domains).await?;
+    Ok(Json(DriftReport { drift }))
 }

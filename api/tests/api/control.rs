@@ -256,3 +256,26 @@ async fn an_empty_inventory_gets_a_simulated_demo_fleet_once_and_labelled_as_suc
     }
     assert_eq!(tollgate_control::simulated::seed_demo_fleet(&app.db).await.unwrap(), 0, "seeded twice");
 }
+
+#[tokio::test]
+async fn a_host_that_differs_from_the_inventory_opens_one_incident_per_difference() {
+    let f = fleet().await;
+    let first = f.implementing("new web VM", json!([provision("web-9", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+    let policy = tollgate_workflows::incident::IncidentPolicy::default();
+    assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 0, "a fleet as the inventory says has no drift");
+
+    // Behind Tollgate's back: a vCPU added by hand, and a domain nobody asked for.
+    f.sim.host("sim-a", SIM_IMAGES).set_vcpus("web-9", 3).unwrap();
+    f.sim.add_unmanaged("sim-a", "stray", 1, 512);
+    assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 2);
+    assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 2, "still there, still two");
+
+    let incidents = f.w.app.get("/api/v1/incidents", &f.w.operator).await;
+    let titles: Vec<String> =
+        incidents.body["items"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap().to_owned()).collect();
+    let drift: Vec<&String> = titles.iter().filter(|t| t.starts_with("Unauthorised change on sim-a")).collect();
+    assert_eq!(drift.len(), 2, "one incident per difference, however often it is seen: {titles:?}");
+    assert!(drift.iter().any(|t| t.contains("web-9 changed outside Tollgate: 3 vCPUs (inventory 1)")), "{titles:?}");
+    assert!(drift.iter().any(|t| t.contains("domain stray runs there")), "{titles:?}");
+}

@@ -117,7 +117,12 @@ fn spec(name: &str) -> DomainSpec {
 fn runner(server: &Server, host: &SimHost) -> Runner {
     let host = host.clone();
     let connect: Connect = Arc::new(move || Ok(Box::new(host.clone()) as Box<dyn Hypervisor>));
-    let config = DriverConfig { uri: "sim:///h".into(), peer_uri: "sim://h".into(), connect };
+    let config = DriverConfig {
+        uri: "sim:///h".into(),
+        peer_uri: "sim://h".into(),
+        connect,
+        inventory_every: Duration::from_secs(3600),
+    };
     let quick = Backoff { first: Duration::from_millis(1), most: Duration::from_millis(4) };
     Runner::new(Client::new(&server.base, "secret-token"), config, quick, true)
 }

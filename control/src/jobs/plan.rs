@@ -73,6 +73,24 @@ pub enum Step {
 }
 
 impl Step {
+    /// The VM the step works on.
+    pub fn vm(&self) -> Option<&str> {
+        match self {
+            Step::Place { vm, .. }
+            | Step::CreateDomain { vm, .. }
+            | Step::SetVcpus { vm, .. }
+            | Step::SetMemory { vm, .. }
+            | Step::SetLimits { vm, .. }
+            | Step::Migrate { vm, .. }
+            | Step::Power { vm, .. }
+            | Step::Delete { vm }
+            | Step::Verify { vm }
+            | Step::RemoveDomain { vm }
+            | Step::Unplace { vm } => Some(vm),
+            Step::Adopt { domain, .. } => Some(domain),
+        }
+    }
+
     /// What the step does, for progress.
     pub fn label(&self) -> String {
         match self {
