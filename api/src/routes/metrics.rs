@@ -33,7 +33,7 @@ pub fn influx_routes() -> OpenApiRouter<AppState> {
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(query_series)).routes(routes!(utilisation))
+    OpenApiRouter::new().routes(routes!(query_series)).routes(routes!(utilisation)).routes(routes!(rightsizing))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -247,7 +247,8 @@ async fn query_series(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UtilisationQuery {
-    /// `host` (the default), `cluster` or `region`: the agents' tag to group by.
+    /// `host` (the default), `cluster`, `region` or `vm` (the agents' tag to group by), or `service` (each VM's
+    /// business service in the CMDB).
     #[param(inline)]
     by: Option<Text<16>>,
     /// RFC 3339; default: a day before `to`.
@@ -264,8 +265,8 @@ pub struct UtilisationList {
     pub groups: Vec<tollgate_workflows::metrics::report::Utilisation>,
 }
 
-/// Average and 95th percentile of CPU and memory use per host, cluster or region over a window (from the
-/// per-minute rollups).
+/// Average and 95th percentile of CPU and memory use per host, cluster, region, VM or business service over a
+/// window (from the per-minute rollups).
 #[utoipa::path(get, path = "/metrics/utilisation", tag = "metrics", params(UtilisationQuery),
     responses((status = 200, body = UtilisationList)),
     security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
@@ -278,4 +279,38 @@ async fn utilisation(
     let (from, to) = window(&db, q.from, q.to, 86_400)?;
     let groups = tollgate_workflows::metrics::report::utilisation(&db, &by, from, to).await?;
     Ok(Json(UtilisationList { by, groups }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RightsizingQuery {
+    /// Days of history to judge by (default 7).
+    #[param(minimum = 1, maximum = 365)]
+    days: Option<u32>,
+    /// A VM is flagged when its p95 CPU stays under this percentage of its vCPUs (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    threshold_pct: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RightsizingList {
+    pub days: u32,
+    pub threshold_pct: u32,
+    pub vms: Vec<tollgate_workflows::metrics::report::Rightsizing>,
+}
+
+/// VMs whose p95 CPU stayed under the threshold for the whole window, each with a smaller size that would do.
+#[utoipa::path(get, path = "/metrics/rightsizing", tag = "metrics", params(RightsizingQuery),
+    responses((status = 200, body = RightsizingList)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn rightsizing(
+    _auth: Authorized<ReadMetrics>,
+    State(db): State<Db>,
+    Query(q): Query<RightsizingQuery>,
+) -> ApiResult<Json<RightsizingList>> {
+    let (days, threshold_pct) = (q.days.unwrap_or(7), q.threshold_pct.unwrap_or(20));
+    let now = db.clock().now_nanos();
+    let vms = tollgate_workflows::metrics::report::rightsizing(&db, now, days, f64::from(threshold_pct)).await?;
+    Ok(Json(RightsizingList { days, threshold_pct, vms }))
 }

@@ -195,3 +195,64 @@ async fn utilisation_per_host_comes_from_what_agents_wrote() {
     bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(bad.field(), Some("by"));
 }
+
+#[tokio::test]
+async fn vms_are_reported_per_vm_and_per_service_and_a_quiet_one_is_flagged_for_fewer_vcpus() {
+    // A week and a bit of per-minute readings of two VMs of one service, judged at the end of them.
+    let minutes: i64 = 7 * 1440 + 30;
+    let now = time::OffsetDateTime::from_unix_timestamp(T0 + minutes * 60).unwrap();
+    let app = spawn_app_with_clock(tollgate_workflows::Clock::manual(now)).await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    let viewer = app.user_with_roles("vera", &["viewer"]).await;
+    let region = app.ci(serde_json::json!({"kind": "region", "name": "eu"})).await;
+    let dc = app.ci(serde_json::json!({"kind": "datacenter", "name": "dc", "parent_id": region})).await;
+    let cluster = app.ci(serde_json::json!({"kind": "cluster", "name": "cl", "parent_id": dc})).await;
+    let host = app
+        .ci(serde_json::json!({"kind": "host", "name": "hv-01", "parent_id": cluster, "hypervisor": "kvm",
+            "vcpus": 64, "memory_mib": 262144, "disk_gib": 4000}))
+        .await;
+    let shop = app.ci(serde_json::json!({"kind": "service", "name": "shop"})).await;
+    for vm in ["quiet", "busy"] {
+        app.ci(serde_json::json!({"kind": "vm", "name": vm, "parent_id": host, "service_id": shop,
+            "vcpus": 4, "memory_mib": 4096, "disk_gib": 40}))
+            .await;
+    }
+    let lines: Vec<String> = (0..minutes)
+        .flat_map(|m| {
+            let at = T0 + m * 60;
+            [
+                format!("vm,host=hv-01,vm=quiet cpu_pct={},vcpus=4i,balloon_rss_kib=262144i,balloon_current_kib=1048576i {at}", 4 + m % 3),
+                format!("vm,host=hv-01,vm=busy cpu_pct=50,vcpus=4i,balloon_rss_kib=524288i,balloon_current_kib=1048576i {at}"),
+            ]
+        })
+        .collect();
+    for batch in lines.chunks(4000) {
+        let body = batch.join("\n").into_bytes();
+        assert_eq!(write(&app, &agent, "precision=s", None, body).await.status, StatusCode::NO_CONTENT);
+    }
+    while tollgate_workflows::metrics::rollup::roll_up(&app.db).await.unwrap() > 0 {}
+    let window = "from=2023-11-14T00:00:00Z&to=2023-11-23T00:00:00Z";
+
+    let per_vm = app.get(&format!("/api/v1/metrics/utilisation?by=vm&{window}"), &viewer).await;
+    assert_eq!(per_vm.status, StatusCode::OK, "{}", per_vm.body);
+    let group = |body: &serde_json::Value, name: &str| {
+        body["groups"].as_array().unwrap().iter().find(|g| g["group"] == name).cloned().expect(name)
+    };
+    let (quiet, busy) = (group(&per_vm.body, "quiet"), group(&per_vm.body, "busy"));
+    assert_eq!((quiet["cpu_p95"].as_f64(), busy["cpu_avg"].as_f64()), (Some(6.0), Some(50.0)));
+    assert_eq!((quiet["memory_avg"].as_f64(), busy["memory_avg"].as_f64()), (Some(25.0), Some(50.0)));
+    assert_eq!(quiet["minutes"].as_i64(), Some(minutes));
+    let per_service = app.get(&format!("/api/v1/metrics/utilisation?by=service&{window}"), &viewer).await;
+    let shop = group(&per_service.body, "shop");
+    assert_eq!((shop["vms"].as_i64(), shop["hosts"].as_i64()), (Some(2), Some(1)), "{}", per_service.body);
+
+    let r = app.get("/api/v1/metrics/rightsizing?days=7", &viewer).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let flagged = r.body["vms"].as_array().unwrap();
+    assert_eq!(flagged.len(), 1, "only the quiet VM: {}", r.body);
+    assert_eq!((flagged[0]["vm"].as_str(), flagged[0]["vcpus"].as_i64()), (Some("quiet"), Some(4)));
+    assert_eq!(flagged[0]["suggested_vcpus"].as_i64(), Some(1), "{}", r.body);
+    // Two weeks of history are not there: nothing can be judged over them.
+    let longer = app.get("/api/v1/metrics/rightsizing?days=14", &viewer).await;
+    assert_eq!(longer.body["vms"], serde_json::json!([]));
+}
