@@ -1,7 +1,7 @@
 //! The inventory the control plane keeps in the CMDB: hosts (with the agent that serves each) and the
 //! VMs on them, with their sizes and power state, written as operations complete.
 
-use crate::placement::{Fleet, HostCapacity, HostState, Ratios};
+use crate::placement::{Fleet, HostCapacity, HostState, Ratios, Strategy};
 use tollgate_workflows::cmdb::{self, Ci, CiDraft, CiKind, CiQuery, CiSpec, Hypervisor};
 use tollgate_workflows::text::PageRequest;
 use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult, ValidationError};
@@ -57,6 +57,34 @@ pub async fn vm_named(db: &Db, name: &str) -> StoreResult<Option<Ci>> {
     Ok(page.items.into_iter().find(|c| c.name == name))
 }
 
+/// How the business service `service_id` wants its VMs placed (spread when it has not said).
+pub async fn strategy_of(db: &Db, service_id: &str) -> StoreResult<Strategy> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT strategy FROM placement_strategies WHERE service_id = $1")
+        .bind(service_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.and_then(|(s,)| Strategy::parse(&s)).unwrap_or_default())
+}
+
+/// Sets how the business service `service_id` wants its VMs placed (audited).
+pub async fn set_strategy(db: &Db, ctx: &AuditContext, service_id: &str, strategy: Strategy) -> StoreResult<()> {
+    ci_of(db, service_id, CiKind::Service).await?;
+    let before = strategy_of(db, service_id).await?;
+    let mut tx = db.write_rows(ctx).await?;
+    let now = tollgate_workflows::clock::to_millis(tx.now());
+    sqlx::query(
+        "INSERT INTO placement_strategies (service_id, strategy, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (service_id) DO UPDATE SET strategy = excluded.strategy, updated_at = excluded.updated_at",
+    )
+    .bind(service_id)
+    .bind(strategy.as_str())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.audit("service.placement", "ci", service_id, Some(&before), Some(&strategy)).await?;
+    tx.commit().await
+}
+
 /// The host CI whose agent is `agent_id`.
 pub async fn host_of_agent(db: &Db, agent_id: &str) -> StoreResult<Option<Ci>> {
     let hosts = all_of(db, CiKind::Host).await?;
@@ -103,7 +131,8 @@ pub async fn all_of(db: &Db, kind: CiKind) -> StoreResult<Vec<Ci>> {
 }
 
 /// The placement view of the fleet: every host with what its VMs take, regions and clusters from the
-/// CMDB's containment (cluster → data centre → region).
+/// CMDB's containment (cluster → data centre → region), CPU use over the last day from the rollups. A
+/// host no agent serves yet counts as down.
 pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
     let clusters = all_of(db, CiKind::Cluster).await?;
     let datacenters = all_of(db, CiKind::Datacenter).await?;
@@ -112,8 +141,24 @@ pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
     let parent = |list: &[Ci], id: &Option<String>| -> Option<String> {
         id.as_ref().and_then(|id| list.iter().find(|c| &c.id == id)).and_then(|c| c.parent_id.clone())
     };
+    // How busy each host's CPU was over the last day (p95), for the least-utilised strategy.
+    let now = db.clock().now_nanos();
+    let busy: std::collections::HashMap<String, f32> =
+        tollgate_workflows::metrics::report::utilisation(db, "host", now - 86_400_000_000_000, now)
+            .await?
+            .into_iter()
+            .map(|u| (u.group, (u.cpu_p95 / 100.0) as f32))
+            .collect();
+    // A host takes VMs only when something serves it: the server (simulated hosts) or an agent that said hello.
+    let served: std::collections::HashSet<String> = sqlx::query_as::<_, (String,)>("SELECT agent_id FROM agent_hosts")
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(|(a,)| a)
+        .collect();
     let mut fleet = Fleet::new(ratios);
     for h in &hosts {
+        let has_agent = h.hypervisor == Some(Hypervisor::Simulated) || served.contains(&agent_of(h));
         let cluster = h.parent_id.clone().unwrap_or_default();
         let dc = parent(&clusters, &h.parent_id);
         let region = parent(&datacenters, &dc).unwrap_or_default();
@@ -122,14 +167,14 @@ pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
             region,
             cluster,
             state: match h.state.as_str() {
-                "active" => HostState::Up,
+                "active" if has_agent => HostState::Up,
                 "maintenance" => HostState::Maintenance,
                 _ => HostState::Down,
             },
             vcpus: h.vcpus.unwrap_or(0).max(0) as u32,
             memory_mib: h.memory_mib.unwrap_or(0).max(0) as u64,
             disk_gib: h.disk_gib.unwrap_or(0).max(0) as u64,
-            cpu_p95: None,
+            cpu_p95: busy.get(&h.name).copied(),
         });
     }
     for vm in vms.iter().filter(|v| v.state != "retired") {

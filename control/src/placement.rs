@@ -20,6 +20,20 @@ pub enum Strategy {
     LeastUtilised,
 }
 
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+            Strategy::LeastUtilised => "least_utilised",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        [Strategy::Spread, Strategy::Pack, Strategy::LeastUtilised].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// Whether a host takes new VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

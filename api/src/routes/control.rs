@@ -2,7 +2,7 @@
 //! change that plans it is implementing), the jobs that carry changes out, and the task API host agents
 //! pull their work from.
 
-use crate::auth::{Authorized, OperateFleet, ReadFleet, RunHostTasks};
+use crate::auth::{Authorized, ManageCmdb, OperateFleet, ReadFleet, RunHostTasks};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agent_tasks))
         .routes(routes!(agent_outcome))
         .routes(routes!(agent_domains))
+        .routes(routes!(get_placement, set_placement))
 }
 
 fn refused(r: Refusal) -> ApiError {
@@ -387,4 +388,42 @@ async fn agent_domains(
         .ok_or_else(|| ApiError::not_found(format!("no host in the inventory is served by agent {agent}")))?;
     let drift = reconcile::reconcile_host(&db, &policy, &host, &domains).await?;
     Ok(Json(DriftReport { drift }))
+}
+
+/// How a business service wants its VMs placed.
+#[derive(serde::Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementInput {
+    /// `spread` (apart, for availability; the default), `pack` (onto the fullest hosts that fit) or
+    /// `least_utilised` (onto the hosts whose CPU was least busy over the last day).
+    #[schema(value_type = String)]
+    strategy: tollgate_control::placement::Strategy,
+}
+
+/// The placement strategy of a business service.
+#[utoipa::path(get, path = "/services/{id}/placement", tag = "control", params(("id" = String, Path, description = "The service's CI id")),
+    responses((status = 200, body = PlacementInput), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn get_placement(
+    _auth: Authorized<ReadFleet>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PlacementInput>> {
+    tollgate_control::inventory::ci_of(&db, &id, tollgate_workflows::cmdb::CiKind::Service).await?;
+    Ok(Json(PlacementInput { strategy: tollgate_control::inventory::strategy_of(&db, &id).await? }))
+}
+
+/// Set how a business service's new VMs are placed.
+#[utoipa::path(put, path = "/services/{id}/placement", tag = "control", params(("id" = String, Path, description = "The service's CI id")),
+    request_body = PlacementInput,
+    responses((status = 200, body = PlacementInput), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = ["operator", "admin"])))]
+async fn set_placement(
+    auth: Authorized<ManageCmdb>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+    Json(b): Json<PlacementInput>,
+) -> ApiResult<Json<PlacementInput>> {
+    tollgate_control::inventory::set_strategy(&db, &auth.audit, &id, b.strategy).await?;
+    Ok(Json(b))
 }

@@ -279,3 +279,59 @@ async fn a_host_that_differs_from_the_inventory_opens_one_incident_per_differenc
     assert!(drift.iter().any(|t| t.contains("web-9 changed outside Tollgate: 3 vCPUs (inventory 1)")), "{titles:?}");
     assert!(drift.iter().any(|t| t.contains("domain stray runs there")), "{titles:?}");
 }
+
+#[tokio::test]
+async fn each_service_places_its_vms_by_its_own_strategy() {
+    let f = fleet().await;
+    let ha = f.w.app.ci(json!({"kind": "service", "name": "ha-web"})).await;
+    let packed = f.w.app.ci(json!({"kind": "service", "name": "batch"})).await;
+    let cool = f.w.app.ci(json!({"kind": "service", "name": "analytics"})).await;
+    let set = |id: &str, strategy: &str| {
+        let (app, op, id, strategy) = (&f.w.app, &f.w.operator, id.to_owned(), strategy.to_owned());
+        async move { app.put(&format!("/api/v1/services/{id}/placement"), op, json!({"strategy": strategy})).await }
+    };
+    assert_eq!(set(&packed, "pack").await.status, StatusCode::OK);
+    assert_eq!(set(&cool, "least_utilised").await.status, StatusCode::OK);
+    set(&packed, "scatter").await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    set(&f.w.host, "pack").await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let got = f.w.app.get(&format!("/api/v1/services/{packed}/placement"), &f.w.requester).await;
+    assert_eq!(got.body["strategy"], "pack");
+
+    // sim-a's CPU was busy all along; sim-b's idle (what their agents would have reported).
+    let agent = f.w.app.user_with_roles("aggie", &["agent"]).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let body: String = (1..=5)
+        .flat_map(|m| {
+            let at = now - m * 60;
+            [
+                format!("cpu,cpu=cpu-total,host=sim-a usage_idle=5 {at}"),
+                format!("cpu,cpu=cpu-total,host=sim-b usage_idle=95 {at}"),
+            ]
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v2/write?precision=s")
+        .header("authorization", format!("Token {agent}"))
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    assert_eq!(f.w.app.send_raw(req).await.status, StatusCode::NO_CONTENT);
+    while tollgate_workflows::metrics::rollup::roll_up(&f.w.app.db).await.unwrap() > 0 {}
+
+    let vm = |name: &str, service: &str| {
+        json!({"op": "provision", "name": name, "image": "tiny.qcow2", "vcpus": 1, "memory_mib": 512, "disk_gib": 10,
+            "service_id": service, "host_id": null})
+    };
+    let ops =
+        json!([vm("ha-1", &ha), vm("ha-2", &ha), vm("batch-1", &packed), vm("batch-2", &packed), vm("cool-1", &cool)]);
+    let id = f.implementing("place five VMs", ops).await;
+    assert_eq!(f.run(&id).await["state"], "succeeded");
+    let mut hosts = std::collections::BTreeMap::new();
+    for name in ["ha-1", "ha-2", "batch-1", "batch-2", "cool-1"] {
+        hosts.insert(name, f.vm(name).await["parent_id"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(hosts["ha-1"], hosts["ha-2"], "a spread service keeps its VMs apart");
+    assert_eq!(hosts["batch-1"], hosts["batch-2"], "a packed service fills one host first");
+    assert_eq!(hosts["cool-1"], f.b, "least utilised goes where the CPU was idle");
+}

@@ -454,12 +454,18 @@ impl Executor {
                     Some(h) => h.clone(),
                     None => {
                         let (fleet, _) = inventory::fleet(&self.db, self.ratios).await?;
+                        let strategy = match service_id {
+                            Some(s) => inventory::strategy_of(&self.db, s).await?,
+                            None => Strategy::Spread,
+                        };
+                        // Spreading is for availability: a service's VMs then keep apart.
+                        let apart = service_id.as_ref().filter(|_| strategy == Strategy::Spread);
                         let req = Request {
                             vcpus: (*vcpus).max(0) as u32,
                             memory_mib: (*memory_mib).max(0) as u64,
                             disk_gib: (*disk_gib).max(0) as u64,
-                            anti_affinity_group: service_id.as_ref().map(|s| format!("service:{s}")),
-                            strategy: Strategy::Spread,
+                            anti_affinity_group: apart.map(|s| format!("service:{s}")),
+                            strategy,
                             ..Request::default()
                         };
                         match fleet.choose(&req) {

@@ -54,6 +54,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (20, "alert_states", include_str!("../../migrations/sqlite/0020_alert_states.sql")),
     (21, "packed_rollups", include_str!("../../migrations/sqlite/0021_packed_rollups.sql")),
     (22, "jobs", include_str!("../../migrations/sqlite/0022_jobs.sql")),
+    (23, "placement_strategies", include_str!("../../migrations/sqlite/0023_placement_strategies.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -78,6 +79,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (20, "alert_states", include_str!("../../migrations/postgres/0020_alert_states.sql")),
     (21, "packed_rollups", include_str!("../../migrations/postgres/0021_packed_rollups.sql")),
     (22, "jobs", include_str!("../../migrations/postgres/0022_jobs.sql")),
+    (23, "placement_strategies", include_str!("../../migrations/postgres/0023_placement_strategies.sql")),
 ];
 
 /// The migrator for `engine`.
