@@ -137,7 +137,7 @@ pub struct Runner {
     trouble: Option<String>,
     /// Oldest first.
     finished: VecDeque<(String, Outcome)>,
-    /// When the host's domains were last sent.
+    /// When the host's domains were last sent (or the runner started).
     inventory_sent: Option<Instant>,
 }
 
@@ -153,7 +153,8 @@ impl Runner {
             greeted: false,
             trouble: None,
             finished: VecDeque::new(),
-            inventory_sent: None,
+            // The first inventory goes one interval after the start, once the host has settled.
+            inventory_sent: Some(Instant::now()),
         }
     }
 
