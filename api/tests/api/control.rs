@@ -335,3 +335,20 @@ async fn each_service_places_its_vms_by_its_own_strategy() {
     assert_eq!(hosts["batch-1"], hosts["batch-2"], "a packed service fills one host first");
     assert_eq!(hosts["cool-1"], f.b, "least utilised goes where the CPU was idle");
 }
+
+#[tokio::test]
+async fn evacuating_a_host_moves_every_running_vm_off_it_live() {
+    let f = fleet().await;
+    let first = f.implementing("two VMs on sim-a", json!([provision("app-1", &f.a), provision("app-2", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+
+    let drain = f.implementing("drain sim-a", json!([{"op": "evacuate", "host_id": f.a}])).await;
+    let job = f.run(&drain).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    for name in ["app-1", "app-2"] {
+        assert_eq!(f.vm(name).await["parent_id"].as_str(), Some(f.b.as_str()), "{name} is still on sim-a");
+        let moved = f.sim.host("sim-b", SIM_IMAGES).domain(name).unwrap();
+        assert_eq!(moved.state, tollgate_control::hypervisor::PowerState::Running);
+    }
+    assert!(f.sim.host("sim-a", SIM_IMAGES).domains().unwrap().is_empty(), "sim-a still runs VMs");
+}
