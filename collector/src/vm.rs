@@ -132,18 +132,7 @@ mod tests {
     fn each_domain_of_the_host_becomes_a_vm_point_with_the_agents_tags() {
         let host = SimFleet::new().host("h", &["img"]);
         for (name, vcpus) in [("web-1", 2), ("db-1", 4)] {
-            let spec = DomainSpec {
-                name: name.into(),
-                vm_id: format!("vm-{name}"),
-                vcpus,
-                max_vcpus: 8,
-                memory_mib: 1024,
-                max_memory_mib: 2048,
-                memory_slots: 2,
-                image: "img".into(),
-                disk_gib: 10,
-                boot: None,
-            };
+            let spec = DomainSpec { vcpus, max_vcpus: 8, ..DomainSpec::small(name, "img") };
             host.provision(&spec).expect("provisioned");
         }
         host.stop("db-1").expect("stopped");

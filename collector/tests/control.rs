@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{field, finished, free_port, start_server, Agent, Lab, Staff, TestHost};
+use common::{field, finished, free_port, provision_on, start_server, Agent, Lab, Staff, TestHost};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_control::hypervisor::libvirt::Libvirt;
@@ -57,16 +57,7 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
         };
 
         // Provision through an approved change: placed on vh1, running, as the inventory says.
-        let provision = Operation::Provision {
-            name: name.clone(),
-            image: "tiny.qcow2".into(),
-            vcpus: 1,
-            memory_mib: 512,
-            disk_gib: 1,
-            service_id: None,
-            host_id: Some(host_ids[0].clone()),
-        };
-        run("provision the e2e VM", vec![provision]).await;
+        run("provision the e2e VM", vec![provision_on(&name, &host_ids[0])]).await;
         let info = vh1.virsh(&["dominfo", &name]);
         assert!(info.contains("running"), "{info}");
         assert_eq!((field(&info, "CPU(s)"), field(&info, "Max memory")), (Some(1), Some(512 * 1024)), "{info}");

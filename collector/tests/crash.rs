@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{finished, free_port, Lab, Staff};
+use common::{finished, free_port, provision_on, Lab, Staff};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,16 +106,7 @@ async fn a_server_killed_mid_provision_and_mid_migration_resumes_its_jobs_and_th
     let _cleanup = Cleanup { uris: [vh1.uri.clone(), vh2.uri.clone()], name: name.clone() };
 
     // Killed while vh1's agent creates the domain.
-    let provision = Operation::Provision {
-        name: name.clone(),
-        image: "tiny.qcow2".into(),
-        vcpus: 1,
-        memory_mib: 512,
-        disk_gib: 1,
-        service_id: None,
-        host_id: Some(lab.host_ids[0].clone()),
-    };
-    let first = staff.implementing(&db, "provision through a crash", vec![provision]).await;
+    let first = staff.implementing(&db, "provision through a crash", vec![provision_on(&name, &lab.host_ids[0])]).await;
     delivered(&db, &first, "provision").await;
     server.kill_9();
     let server = Server::start(data.path(), port);

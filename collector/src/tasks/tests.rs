@@ -100,18 +100,7 @@ fn batch(tasks: &[HostTask]) -> (u16, String) {
 }
 
 fn spec(name: &str) -> DomainSpec {
-    DomainSpec {
-        name: name.into(),
-        vm_id: format!("vm-{name}"),
-        vcpus: 1,
-        max_vcpus: 4,
-        memory_mib: 1024,
-        max_memory_mib: 2048,
-        memory_slots: 2,
-        image: "img".into(),
-        disk_gib: 10,
-        boot: None,
-    }
+    DomainSpec::small(name, "img")
 }
 
 fn runner(server: &Server, host: &SimHost) -> Runner {

@@ -356,3 +356,16 @@ impl Lab {
             .collect()
     }
 }
+
+/// A small VM (1 vCPU, 512 MiB, 1 GiB of the test hosts' `tiny.qcow2` appliance) pinned to `host_id`.
+pub fn provision_on(name: &str, host_id: &str) -> Operation {
+    Operation::Provision {
+        name: name.to_owned(),
+        image: "tiny.qcow2".into(),
+        vcpus: 1,
+        memory_mib: 512,
+        disk_gib: 1,
+        service_id: None,
+        host_id: Some(host_id.to_owned()),
+    }
+}

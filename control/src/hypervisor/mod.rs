@@ -115,6 +115,23 @@ impl DomainSpec {
         Ok(())
     }
 
+    /// A small VM of `image` for demos and tests: 1 of 4 vCPUs, 1 GiB growing to 2 GiB in 2 slots, 10 GiB of
+    /// disk, VM id `vm-<name>`.
+    pub fn small(name: &str, image: &str) -> DomainSpec {
+        DomainSpec {
+            name: name.into(),
+            vm_id: format!("vm-{name}"),
+            vcpus: 1,
+            max_vcpus: 4,
+            memory_mib: 1024,
+            max_memory_mib: 2048,
+            memory_slots: 2,
+            image: image.into(),
+            disk_gib: 10,
+            boot: None,
+        }
+    }
+
     /// The name of the overlay volume that holds this domain's disk.
     pub fn disk_volume(&self) -> String {
         disk_volume(&self.name)
