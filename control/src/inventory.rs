@@ -132,7 +132,7 @@ pub async fn all_of(db: &Db, kind: CiKind) -> StoreResult<Vec<Ci>> {
 
 /// The placement view of the fleet: every host with what its VMs take, regions and clusters from the
 /// CMDB's containment (cluster → data centre → region), CPU use over the last day from the rollups. A
-/// host no agent serves yet counts as down.
+/// host whose agent has not been heard from in the last two minutes (or ever) counts as down.
 pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
     let clusters = all_of(db, CiKind::Cluster).await?;
     let datacenters = all_of(db, CiKind::Datacenter).await?;
@@ -149,13 +149,16 @@ pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
             .into_iter()
             .map(|u| (u.group, (u.cpu_p95 / 100.0) as f32))
             .collect();
-    // A host takes VMs only when something serves it: the server (simulated hosts) or an agent that said hello.
-    let served: std::collections::HashSet<String> = sqlx::query_as::<_, (String,)>("SELECT agent_id FROM agent_hosts")
-        .fetch_all(db.pool())
-        .await?
-        .into_iter()
-        .map(|(a,)| a)
-        .collect();
+    // A host takes VMs only when something serves it: the server (simulated hosts) or an agent heard from lately.
+    let heard_since = tollgate_workflows::clock::to_millis(db.clock().now()) - crate::jobs::tasks::AGENT_GONE_AFTER_MS;
+    let served: std::collections::HashSet<String> =
+        sqlx::query_as::<_, (String,)>("SELECT agent_id FROM agent_hosts WHERE seen_at >= $1")
+            .bind(heard_since)
+            .fetch_all(db.pool())
+            .await?
+            .into_iter()
+            .map(|(a,)| a)
+            .collect();
     let mut fleet = Fleet::new(ratios);
     for h in &hosts {
         let has_agent = h.hypervisor == Some(Hypervisor::Simulated) || served.contains(&agent_of(h));

@@ -352,3 +352,25 @@ async fn evacuating_a_host_moves_every_running_vm_off_it_live() {
     }
     assert!(f.sim.host("sim-a", SIM_IMAGES).domains().unwrap().is_empty(), "sim-a still runs VMs");
 }
+
+#[tokio::test]
+async fn a_host_takes_new_vms_only_while_its_agent_is_heard_from() {
+    let f = fleet().await;
+    // hv-1 (KVM) is the emptiest host, but no agent serves it yet.
+    let req = tollgate_control::placement::Request { vcpus: 1, memory_mib: 512, ..Default::default() };
+    let choose = || async {
+        let (fleet, _) = tollgate_control::inventory::fleet(&f.w.app.db, Default::default()).await.unwrap();
+        fleet.choose(&req).unwrap().host_id
+    };
+    assert_ne!(choose().await, f.w.host);
+    // hv-1's CI has no agent_id, so its agent is the account named after it.
+    let agent = f.w.app.user_with_roles("hv-1", &["agent"]).await;
+    let hello = json!({"hypervisor": "libvirt/kvm", "peer_uri": "qemu+tcp://hv-1/system"});
+    assert_eq!(f.w.app.post("/api/v1/agent/hello", &agent, hello).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(choose().await, f.w.host, "an agent that said hello serves its host");
+    // Silent for longer than a poll could take: its host takes nothing new.
+    sqlx::query("UPDATE agent_hosts SET seen_at = 0").execute(f.w.app.db.pool()).await.unwrap();
+    assert_ne!(choose().await, f.w.host);
+    assert_eq!(f.w.app.get("/api/v1/agent/tasks", &agent).await.status, StatusCode::OK);
+    assert_eq!(choose().await, f.w.host, "a poll marks it alive again");
+}

@@ -42,9 +42,18 @@ pub async fn outcome(db: &Db, id: &str) -> StoreResult<Option<Outcome>> {
     }
 }
 
+/// An agent unheard of for longer than this (a poll comes at least every 20 s) serves its host no more.
+pub const AGENT_GONE_AFTER_MS: i64 = 120_000;
+
 /// Hands out the agent's tasks that are pending, or delivered long enough ago to be lost, oldest first.
+/// Each call also marks the agent as alive.
 pub async fn take(db: &Db, agent_id: &str, limit: i64) -> StoreResult<Vec<HostTask>> {
     let now = to_millis(db.clock().now());
+    sqlx::query("UPDATE agent_hosts SET seen_at = $1 WHERE agent_id = $2")
+        .bind(now)
+        .bind(agent_id)
+        .execute(db.pool())
+        .await?;
     let rows = sqlx::query(
         "SELECT id, action FROM host_tasks WHERE agent_id = $1 \
          AND (state = 'pending' OR (state = 'delivered' AND delivered_at < $2)) ORDER BY created_at, id LIMIT $3",
