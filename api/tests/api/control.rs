@@ -374,3 +374,23 @@ async fn a_host_takes_new_vms_only_while_its_agent_is_heard_from() {
     assert_eq!(f.w.app.get("/api/v1/agent/tasks", &agent).await.status, StatusCode::OK);
     assert_eq!(choose().await, f.w.host, "a poll marks it alive again");
 }
+
+#[tokio::test]
+async fn a_domain_made_by_hand_is_adopted_by_a_change_without_a_restart_and_is_no_longer_drift() {
+    let f = fleet().await;
+    f.sim.add_unmanaged("sim-a", "legacy-1", 2, 2048);
+    let policy = tollgate_workflows::incident::IncidentPolicy::default();
+    assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 1, "an unmanaged domain is drift");
+    let before = f.sim.host("sim-a", SIM_IMAGES).domain("legacy-1").unwrap();
+
+    let adopt = f.implementing("adopt legacy-1", json!([{"op": "adopt", "host_id": f.a, "domain": "legacy-1"}])).await;
+    let job = f.run(&adopt).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let vm = f.vm("legacy-1").await;
+    assert_eq!((vm["state"].as_str(), vm["parent_id"].as_str()), (Some("running"), Some(f.a.as_str())));
+    assert_eq!((vm["vcpus"].as_i64(), vm["memory_mib"].as_i64()), (Some(2), Some(2048)));
+    let after = f.sim.host("sim-a", SIM_IMAGES).domain("legacy-1").unwrap();
+    assert_eq!(after.vm_id.as_deref(), vm["id"].as_str());
+    assert_eq!(after.id, before.id, "adopting restarted the domain");
+    assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 0, "an adopted domain is no longer drift");
+}
