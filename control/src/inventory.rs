@@ -52,9 +52,14 @@ pub async fn edit_ci(db: &Db, ctx: &AuditContext, id: &str, edit: impl FnOnce(&m
 
 /// The VM CI named `name`, if the inventory has one.
 pub async fn vm_named(db: &Db, name: &str) -> StoreResult<Option<Ci>> {
-    let q = CiQuery { kind: Some(CiKind::Vm), q: Some(name.to_string()), ..CiQuery::default() };
-    let page = cmdb::list_cis(db, &q, PageRequest { limit: 100, offset: 0 }).await?;
-    Ok(page.items.into_iter().find(|c| c.name == name))
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM cis WHERE kind = 'vm' AND name = $1")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
+    match row {
+        Some((id,)) => Ok(Some(cmdb::get_ci(db, &id).await?)),
+        None => Ok(None),
+    }
 }
 
 /// How the business service `service_id` wants its VMs placed (spread when it has not said).

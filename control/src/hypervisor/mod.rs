@@ -138,6 +138,21 @@ impl DomainSpec {
     }
 }
 
+/// Whether a running domain with `max_vcpus` of headroom can be set to `vcpus` live; past the headroom, the
+/// refusal proposes a cold resize.
+pub fn check_live_vcpus(vcpus: u32, max_vcpus: u32) -> HvResult<()> {
+    if vcpus == 0 {
+        return Err(HypervisorError::Invalid("a VM needs at least one vCPU".into()));
+    }
+    if vcpus > max_vcpus {
+        return Err(HypervisorError::Refused {
+            reason: format!("{vcpus} vCPUs is past the live headroom of {max_vcpus}"),
+            proposal: format!("request a cold resize to {vcpus} vCPUs (a change that restarts the VM)"),
+        });
+    }
+    Ok(())
+}
+
 /// The overlay volume of the domain called `name`.
 pub fn disk_volume(name: &str) -> String {
     format!("{name}.qcow2")

@@ -249,15 +249,7 @@ impl Hypervisor for SimHost {
     fn set_vcpus(&self, name: &str, vcpus: u32) -> HvResult<Domain> {
         self.with_domain(name, |d| {
             running(d)?;
-            if vcpus == 0 {
-                return Err(HypervisorError::Invalid("a VM needs at least one vCPU".into()));
-            }
-            if vcpus > d.domain.max_vcpus {
-                return Err(HypervisorError::Refused {
-                    reason: format!("{vcpus} vCPUs is past the live headroom of {}", d.domain.max_vcpus),
-                    proposal: format!("request a cold resize to {vcpus} vCPUs (a change that restarts the VM)"),
-                });
-            }
+            super::check_live_vcpus(vcpus, d.domain.max_vcpus)?;
             d.cpu_ns = d.cpu_time_ns();
             d.running_since = Some(Instant::now());
             d.domain.vcpus = vcpus;

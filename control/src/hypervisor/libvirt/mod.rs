@@ -291,15 +291,7 @@ impl Hypervisor for Libvirt {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
             let now = Self::read(conn, &dom)?;
-            if vcpus == 0 {
-                return Err(HypervisorError::Invalid("a VM needs at least one vCPU".into()));
-            }
-            if vcpus > now.max_vcpus {
-                return Err(HypervisorError::Refused {
-                    reason: format!("{vcpus} vCPUs is past the live headroom of {}", now.max_vcpus),
-                    proposal: format!("request a cold resize to {vcpus} vCPUs (a change that restarts the VM)"),
-                });
-            }
+            super::check_live_vcpus(vcpus, now.max_vcpus)?;
             if now.vcpus == vcpus {
                 return Ok(now);
             }
