@@ -123,12 +123,11 @@ async fn write(
             )
         }
     };
-    let points = match line::parse(&text, precision) {
-        Ok(points) => points,
+    let gathered = match store.read(&text, precision, db.clock().now_nanos()) {
+        Ok(gathered) => gathered,
         Err(e) => return influx_error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    let now = db.clock().now_nanos();
-    match store.write(&points, now).await {
+    match store.store(gathered).await {
         Ok(_) => {
             if let Some(f) = forwarder {
                 // As written: a gzip body goes on as it came.

@@ -1,5 +1,6 @@
-//! The line-protocol parser on arbitrary bytes: it never panics, and whatever it accepts it can write back
-//! as line protocol that parses to the same points.
+//! The line-protocol parser on arbitrary bytes: it never panics, whatever it accepts it can write back as
+//! line protocol that parses to the same points, and each field's series spelling reads back as that
+//! series (so the store, which numbers series by spelling, never mixes two).
 
 #![no_main]
 
@@ -9,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 mod line;
 
-use line::{parse, Precision};
+use line::{for_each_line, parse, Precision};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the precision, so every unit's scaling and overflow checks are reached.
@@ -29,4 +30,18 @@ fuzz_target!(|data: &[u8]| {
         Ok(again) => assert_eq!(again, points, "written as:\n{written}"),
         Err(e) => panic!("what was written does not parse: {e}\n{written}"),
     }
+    let mut buf = String::new();
+    let _ = for_each_line(body, precision, |line| {
+        for (n, (key, _)) in line.point.fields.iter().enumerate() {
+            let spelling = line.spelling(n, &mut buf).to_owned();
+            match parse(format!("{spelling}=0").as_bytes(), Precision::Ns).as_deref() {
+                Ok([again]) => {
+                    assert_eq!(again.measurement, line.point.measurement, "{spelling:?}");
+                    assert_eq!(again.tags, line.point.tags, "{spelling:?}");
+                    assert_eq!(again.fields[0].0, *key, "{spelling:?}");
+                }
+                other => panic!("the spelling {spelling:?} reads back as {other:?}"),
+            }
+        }
+    });
 });

@@ -4,25 +4,32 @@
 //! difference from the one before (the first from zero), then each value as its bits XOR the previous value's
 //! bits (the first XOR zero): one byte giving the XOR's trailing zero bits (64 when it is zero, and nothing
 //! follows), then the varint of the XOR shifted right by them. Repeated and slowly moving values, the common
-//! case for host metrics, take one to three bytes.
+//! case for host metrics, take one to three bytes. A block may be packed against a base instant, which its
+//! reader must be given: its first timestamp is then the difference from that base (a segment's blocks share
+//! one, so a series with one point in it takes a byte for its time, not nine).
 
 const FORMAT: u8 = 1;
 
 /// Packs `points`, which must be sorted by time.
 pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + points.len() * 4);
+    encode_into(&mut out, 0, points.iter().copied());
+    out
+}
+
+/// Packs `points` (sorted by time) against `base` onto the end of `out`.
+pub fn encode_into(out: &mut Vec<u8>, base: i64, points: impl ExactSizeIterator<Item = (i64, f64)> + Clone) {
     out.push(FORMAT);
-    push_varint(&mut out, points.len() as u64);
-    let mut prev = 0_i64;
-    for &(t, _) in points {
-        push_varint(&mut out, zigzag(t.wrapping_sub(prev)));
+    push_varint(out, points.len() as u64);
+    let mut prev = base;
+    for (t, _) in points.clone() {
+        push_varint(out, zigzag(t.wrapping_sub(prev)));
         prev = t;
     }
     let mut prev = 0_u64;
-    for &(_, v) in points {
-        push_xor(&mut out, &mut prev, v);
+    for (_, v) in points {
+        push_xor(out, &mut prev, v);
     }
-    out
 }
 
 /// Appends `v` as its bits XOR `prev`'s (see the format above) and makes it the new `prev`.
@@ -70,19 +77,27 @@ pub(super) fn header(data: &[u8], format: u8) -> Option<(usize, &[u8])> {
 
 /// Unpacks a block; `None` when it is not a block this version wrote (or is damaged).
 pub fn decode(data: &[u8]) -> Option<Vec<(i64, f64)>> {
+    let mut points = Vec::new();
+    decode_into(data, 0, &mut points)?;
+    Some(points)
+}
+
+/// Unpacks a block packed against `base` onto the end of `points` (so one buffer serves many blocks);
+/// `None` when it is not a block this version wrote (or is damaged), and `points` then holds part of it.
+pub fn decode_into(data: &[u8], base: i64, points: &mut Vec<(i64, f64)>) -> Option<()> {
     let (n, mut rest) = header(data, FORMAT)?;
-    let mut times = Vec::with_capacity(n);
-    let mut prev = 0_i64;
+    let first = points.len();
+    points.reserve(n);
+    let mut prev = base;
     for _ in 0..n {
         prev = prev.wrapping_add(unzigzag(read_varint(&mut rest)?));
-        times.push(prev);
+        points.push((prev, 0.0));
     }
-    let mut points = Vec::with_capacity(n);
     let mut bits = 0_u64;
-    for t in times {
-        points.push((t, read_xor(&mut rest, &mut bits)?));
+    for p in &mut points[first..] {
+        p.1 = read_xor(&mut rest, &mut bits)?;
     }
-    rest.is_empty().then_some(points)
+    rest.is_empty().then_some(())
 }
 
 pub(super) fn zigzag(v: i64) -> u64 {

@@ -98,6 +98,59 @@ const EXCERPT: usize = 120;
 
 /// Parses a whole body: every point, or the first error (so that nothing of a bad request is stored).
 pub fn parse(body: &[u8], precision: Precision) -> Result<Vec<Point<'_>>, LineError> {
+    // A point is rarely under 30 bytes: room for most bodies' points without growing.
+    let mut points = Vec::with_capacity(body.len() / 30 + 1);
+    for_each_line(body, precision, |line| points.push(line.point.clone()))?;
+    Ok(points)
+}
+
+/// One line as [`for_each_line`] shows it: the point, and the text it was read from.
+#[derive(Debug, Default)]
+pub struct Line<'a> {
+    pub point: Point<'a>,
+    text: &'a str,
+    /// Where the measurement and tags end in `text`.
+    series_end: usize,
+    /// Where each field's key starts and ends in `text`, in the order written.
+    keys: Vec<(usize, usize)>,
+}
+
+impl<'a> Line<'a> {
+    /// The series of field `n` (as [`Point::fields`] numbers them) spelt as written: the line's measurement
+    /// and tags, a space and the field's key, escapes and all. Two spellings are equal only for the same
+    /// measurement, tags in the same order and field; one series may have several (its tags in other
+    /// orders). Borrowed from the line where it is one stretch of it, as a line's first field mostly is;
+    /// otherwise built in `buf`.
+    pub fn spelling<'b>(&self, n: usize, buf: &'b mut String) -> &'b str
+    where
+        'a: 'b,
+    {
+        let (start, end) = self.keys[n];
+        if start == self.series_end + 1 {
+            return &self.text[..end];
+        }
+        buf.clear();
+        buf.push_str(&self.text[..self.series_end]);
+        buf.push(' ');
+        buf.push_str(&self.text[start..end]);
+        buf
+    }
+}
+
+impl Default for Point<'_> {
+    fn default() -> Self {
+        Point { measurement: Cow::Borrowed(""), tags: Vec::new(), fields: Vec::new(), timestamp: None }
+    }
+}
+
+/// Parses a whole body, showing `each` every line in turn (one [`Line`] reused, so nothing is allocated
+/// per line where nothing had to be unescaped), or stops at the first error. A caller that must not keep
+/// part of a bad body keeps what it was shown aside until this returns `Ok`.
+pub fn for_each_line<'a>(
+    body: &'a [u8],
+    precision: Precision,
+    mut each: impl FnMut(&Line<'a>),
+) -> Result<(), LineError> {
     let text = match std::str::from_utf8(body) {
         Ok(t) => t,
         Err(e) => {
@@ -110,24 +163,23 @@ pub fn parse(body: &[u8], precision: Precision) -> Result<Vec<Point<'_>>, LineEr
         }
     };
     let mut p = Parser { s: text, b: text.as_bytes(), i: 0, line: 1 };
-    // A point is rarely under 30 bytes: room for most bodies' points without growing.
-    let mut points = Vec::with_capacity(body.len() / 30 + 1);
+    let mut line = Line::default();
     loop {
         p.skip_blank();
         if p.i >= p.b.len() {
-            return Ok(points);
+            return Ok(());
         }
         if p.b[p.i] == b'#' {
             p.skip_to_line_end();
             continue;
         }
-        let (start, line) = (p.i, p.line);
-        match p.point(precision) {
-            Ok(point) => points.push(point),
+        let (start, number) = (p.i, p.line);
+        match p.line_into(precision, &mut line) {
+            Ok(()) => each(&line),
             Err(message) => {
                 let line_start = text[..start].rfind('\n').map_or(0, |n| n + 1);
                 let text: String = text[line_start..].chars().take_while(|&c| c != '\n').take(EXCERPT).collect();
-                return Err(LineError { line, text: text.trim_end_matches('\r').to_owned(), message });
+                return Err(LineError { line: number, text: text.trim_end_matches('\r').to_owned(), message });
             }
         }
     }
@@ -249,12 +301,17 @@ impl<'a> Parser<'a> {
         Cow::Owned(out)
     }
 
-    fn point(&mut self, precision: Precision) -> Result<Point<'a>, String> {
-        let measurement = self.name(Escapes::Measurement, &NAME_ENDS);
-        if measurement.is_empty() {
+    /// Reads one line into `out`, reusing its buffers.
+    fn line_into(&mut self, precision: Precision, out: &mut Line<'a>) -> Result<(), String> {
+        let start = self.i;
+        out.point.tags.clear();
+        out.point.fields.clear();
+        out.keys.clear();
+        out.point.measurement = self.name(Escapes::Measurement, &NAME_ENDS);
+        if out.point.measurement.is_empty() {
             return Err("the measurement name is empty".to_owned());
         }
-        let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+        let tags = &mut out.point.tags;
         while self.peek() == Some(b',') {
             self.i += 1;
             let key = self.key("tag")?;
@@ -267,6 +324,7 @@ impl<'a> Parser<'a> {
             }
             tags.push((key, value));
         }
+        out.series_end = self.i - start;
         if self.peek() != Some(b' ') {
             return Err("the point has no fields (field=value after a space)".to_owned());
         }
@@ -274,18 +332,21 @@ impl<'a> Parser<'a> {
         if self.at_line_end() {
             return Err("the point has no fields (field=value after a space)".to_owned());
         }
-        let mut fields = Vec::new();
         loop {
+            let key_start = self.i - start;
             let key = self.key("field")?;
+            // `key` took the `=` too.
+            out.keys.push((key_start, self.i - 1 - start));
             let value = self.field_value(&key)?;
-            fields.push((key, value));
+            out.point.fields.push((key, value));
             if self.peek() == Some(b',') {
                 self.i += 1;
                 continue;
             }
             break;
         }
-        let timestamp = if self.peek() == Some(b' ') {
+        out.text = &self.s[start..self.i];
+        out.point.timestamp = if self.peek() == Some(b' ') {
             self.skip_spaces();
             if self.at_line_end() {
                 None
@@ -299,7 +360,7 @@ impl<'a> Parser<'a> {
             self.i += 1;
         }
         match self.peek() {
-            None | Some(b'\n') => Ok(Point { measurement, tags, fields, timestamp }),
+            None | Some(b'\n') => Ok(()),
             Some(_) => {
                 let rest: String = self.s[self.i..].chars().take_while(|&c| c != '\n').take(40).collect();
                 Err(format!("unexpected {rest:?} after the point"))

@@ -250,3 +250,41 @@ fn a_point_line_protocol_cannot_carry_is_not_written() {
         assert_eq!(out, "kept\n", "a refused point leaves nothing behind");
     }
 }
+
+/// Each field's spelling, read back as a line of its own (with a value), names the same measurement, tags
+/// and field: so two equal spellings are one series.
+fn spellings_read_back(text: &str) -> Vec<String> {
+    let mut spelt = Vec::new();
+    for_each_line(text.as_bytes(), Precision::Ns, |line| {
+        let mut buf = String::new();
+        for (n, (key, _)) in line.point.fields.iter().enumerate() {
+            let spelling = line.spelling(n, &mut buf).to_owned();
+            let line_again = format!("{spelling}=0");
+            let again = one(&line_again);
+            assert_eq!(again.measurement, line.point.measurement, "{spelling:?}");
+            assert_eq!(again.tags, line.point.tags, "{spelling:?}");
+            assert_eq!(again.fields[0].0, *key, "{spelling:?}");
+            spelt.push(spelling);
+        }
+    })
+    .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    spelt
+}
+
+#[test]
+fn a_spelling_names_one_series_whatever_the_escapes_and_spacing() {
+    let spelt = spellings_read_back(concat!(
+        "cpu,host=a value=1\n",
+        "cpu,host=a   value=1,other=2 5\n",
+        "cpu,host=a\\ b\\=c,x=\\\\ va\\,lue=1,va\\ lue=2\n",
+        "c\\ pu,host=a value=1\n",
+        "cpu,host=a\\  value=1\n",
+    ));
+    assert_eq!(spelt[0], "cpu,host=a value", "a first field after one space is a stretch of the line");
+    assert_eq!(spelt[1], spelt[0], "more spaces spell the same");
+    assert_eq!(spelt[2], "cpu,host=a other");
+    let mut distinct = spelt[2..].to_vec();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), spelt.len() - 2, "different series spell differently: {spelt:?}");
+}

@@ -13,7 +13,7 @@
 //! queries of points but twice in the rollups of its bucket.
 
 use super::block::{header, push_varint, push_xor, read_varint, read_xor};
-use super::store::{decode_segment, select_series, Selector, Series};
+use super::store::{each_series, select_series, Selector, Series};
 use crate::error::{StoreError, StoreResult};
 use crate::store::{placeholder, placeholders, Db, Engine};
 use std::collections::HashMap;
@@ -122,20 +122,77 @@ fn unpack(period: i64, resolution_ns: i64, data: &[u8]) -> Option<Vec<Bucket>> {
     rest.is_empty().then_some(buckets)
 }
 
-/// Series buckets by (series, resolution, start), as a pass or a read gathers them.
-type Gathered = HashMap<(i64, i64, i64), Bucket, foldhash::fast::RandomState>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-fn gather(into: &mut Gathered, series: i64, points: &[(i64, f64)], resolutions: &[i64], range: (i64, i64)) {
-    for &(t, v) in points {
-        if t < range.0 || t > range.1 {
-            continue;
+/// Buckets of one resolution gathered per series, as a pass or a read meets points and rows: each series'
+/// buckets in the order met, a point joining the last one when it falls in it (a series' points mostly come
+/// in time order), sorted and merged once at the end. One look-up per series and segment, into a map as
+/// small as the number of series.
+struct Gatherer {
+    resolution: i64,
+    /// Points outside these instants (inclusive) are left out.
+    range: (i64, i64),
+    slots: FastMap<i64, usize>,
+    series: Vec<(i64, Vec<Bucket>)>,
+}
+
+impl Gatherer {
+    fn new(resolution: i64, range: (i64, i64)) -> Self {
+        Gatherer { resolution, range, slots: FastMap::default(), series: Vec::new() }
+    }
+
+    fn buckets(&mut self, series: i64) -> &mut Vec<Bucket> {
+        let next = self.series.len();
+        let slot = *self.slots.entry(series).or_insert(next);
+        if slot == next {
+            self.series.push((series, Vec::new()));
         }
-        for &resolution in resolutions {
+        &mut self.series[slot].1
+    }
+
+    fn points(&mut self, series: i64, points: &[(i64, f64)]) {
+        let (resolution, range) = (self.resolution, self.range);
+        let buckets = self.buckets(series);
+        for &(t, v) in points {
+            if t < range.0 || t > range.1 {
+                continue;
+            }
             let start = t.div_euclid(resolution) * resolution;
-            into.entry((series, resolution, start))
-                .or_insert(Bucket { start, min: v, max: v, sum: 0.0, count: 0 })
-                .add(v);
+            match buckets.last_mut() {
+                Some(last) if last.start == start => last.add(v),
+                _ => buckets.push(Bucket { start, min: v, max: v, sum: v, count: 1 }),
+            }
         }
+    }
+
+    /// A bucket of a rollup row, at this gatherer's resolution or finer (it joins the one it falls in).
+    fn bucket(&mut self, series: i64, mut b: Bucket) {
+        b.start = b.start.div_euclid(self.resolution) * self.resolution;
+        if b.start < self.range.0 || b.start > self.range.1 {
+            return;
+        }
+        let buckets = self.buckets(series);
+        match buckets.last_mut() {
+            Some(last) if last.start == b.start => last.merge(&b),
+            _ => buckets.push(b),
+        }
+    }
+
+    /// Each series met with its buckets, sorted by start, one per start.
+    fn finish(self) -> impl Iterator<Item = (i64, Vec<Bucket>)> {
+        self.series.into_iter().map(|(id, mut buckets)| {
+            if !buckets.is_sorted_by_key(|b| b.start) {
+                buckets.sort_by_key(|b| b.start);
+            }
+            let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
+            for b in buckets {
+                match merged.last_mut() {
+                    Some(last) if last.start == b.start => last.merge(&b),
+                    _ => merged.push(b),
+                }
+            }
+            (id, merged)
+        })
     }
 }
 
@@ -180,7 +237,7 @@ async fn try_roll_up(db: &Db) -> StoreResult<Option<usize>> {
         ids.push(heads[0].0);
     }
     let pass = ids[0];
-    let mut gathered = Gathered::default();
+    let mut gathered = Gatherer::new(MINUTE_NS, (i64::MIN, i64::MAX));
     let (mut folded, mut damaged) = (Vec::new(), Vec::new());
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let sql =
@@ -190,30 +247,23 @@ async fn try_roll_up(db: &Db) -> StoreResult<Option<usize>> {
             q = q.bind(*id);
         }
         for (id, data) in q.fetch_all(db.pool()).await? {
-            let Some(entries) = decode_segment(&data, |_| true) else {
+            if each_series(&data, |_| true, |series, points| gathered.points(series, points)).is_none() {
                 tracing::error!(segment = id, "a metric segment is damaged; it is set aside, not rolled up");
                 damaged.push(id);
                 continue;
             };
             folded.push(id);
-            for (series, points) in entries {
-                gather(&mut gathered, series, &points, &[MINUTE_NS], (i64::MIN, i64::MAX));
-            }
         }
     }
-    // Buckets into rows: (series, resolution, period) → buckets, sorted.
-    let mut rows: HashMap<(i64, i64, i64), Vec<Bucket>, foldhash::fast::RandomState> = HashMap::default();
-    for ((series, resolution, start), b) in gathered {
-        let period = start.div_euclid(period_of(resolution)) * period_of(resolution);
-        rows.entry((series, resolution, period)).or_default().push(b);
+    // Each series' buckets (sorted) into a row per period.
+    let mut rows: Vec<(i64, i64, i64, Vec<u8>)> = Vec::new();
+    let period_ns = period_of(MINUTE_NS);
+    for (series, buckets) in gathered.finish() {
+        for run in buckets.chunk_by(|a, b| a.start.div_euclid(period_ns) == b.start.div_euclid(period_ns)) {
+            let period = run[0].start.div_euclid(period_ns) * period_ns;
+            rows.push((series, MINUTE_NS / 1_000_000_000, period, pack(period, MINUTE_NS, run)));
+        }
     }
-    let rows: Vec<(i64, i64, i64, Vec<u8>)> = rows
-        .into_iter()
-        .map(|((series, resolution, period), mut buckets)| {
-            buckets.sort_by_key(|b| b.start);
-            (series, resolution / 1_000_000_000, period, pack(period, resolution, &buckets))
-        })
-        .collect();
 
     let (mut tx, _serial) = db.begin_unaudited().await?;
     if db.engine() == Engine::Postgres {
@@ -384,7 +434,7 @@ pub(super) async fn buckets_of(
     } else {
         (3600, first.div_euclid(DAY_NS) * DAY_NS)
     };
-    let mut gathered = Gathered::default();
+    let mut gathered = Gatherer::new(resolution_ns, (first, to_ns));
     let mut tx = db.pool().begin().await?;
     if db.engine() == Engine::Postgres {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
@@ -405,11 +455,8 @@ pub(super) async fn buckets_of(
         for (id, resolution, start, data) in q.fetch_all(&mut *tx).await? {
             let buckets = unpack(start, resolution * 1_000_000_000, &data)
                 .ok_or_else(|| StoreError::Internal(format!("a rollup row of series {id} is damaged")))?;
-            for mut b in buckets {
-                b.start = b.start.div_euclid(resolution_ns) * resolution_ns;
-                if b.start >= first && b.start <= to_ns {
-                    gathered.entry((id, resolution_ns, b.start)).and_modify(|m| m.merge(&b)).or_insert(b);
-                }
+            for b in buckets {
+                gathered.bucket(id, b);
             }
         }
     }
@@ -423,20 +470,10 @@ pub(super) async fn buckets_of(
     .await?;
     tx.commit().await?;
     for (id, data) in pending {
-        let entries = decode_segment(&data, |s| wanted.contains(&s))
+        each_series(&data, |s| wanted.contains(&s), |s, points| gathered.points(s, points))
             .ok_or_else(|| StoreError::Internal(format!("metric segment {id} is damaged")))?;
-        for (s, points) in entries {
-            gather(&mut gathered, s, &points, &[resolution_ns], (first, to_ns));
-        }
     }
-    let mut out: HashMap<i64, Vec<Bucket>> = HashMap::new();
-    for ((id, _, _), b) in gathered {
-        out.entry(id).or_default().push(b);
-    }
-    for buckets in out.values_mut() {
-        buckets.sort_by_key(|b| b.start);
-    }
-    Ok(out)
+    Ok(gathered.finish().collect())
 }
 
 /// The average of each step's buckets (weighted by their counts), stamped with the step's start.

@@ -7,7 +7,7 @@
 //! (integers, unsigned integers, and booleans as 1 or 0); string fields are not kept, and are counted.
 
 use super::block::{self, push_varint, read_varint};
-use super::line::{push_escaped_key, FieldValue, Point};
+use super::line::{for_each_line, push_escaped_key, FieldValue, Line, LineError, Point, Precision};
 use crate::error::{StoreError, StoreResult};
 use crate::store::Db;
 use sqlx::any::AnyArguments;
@@ -109,10 +109,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A series key as a point spells it: measurement, tags in the order written, field, each ended by a line
-/// break (which no name can contain), into `out`.
-fn spelling(out: &mut String, p: &Point<'_>, field: &str) {
+/// A series key for a point given as a [`Point`] rather than read from text: a line break (which no line's
+/// spelling starts with, see [`Line::spelling`]), the measurement, tags in the order given, field, each ended
+/// by a line break, into `out`.
+fn spelling_of_point(out: &mut String, p: &Point<'_>, field: &str) {
     out.clear();
+    out.push('\n');
     out.push_str(&p.measurement);
     out.push('\n');
     for (k, v) in &p.tags {
@@ -123,6 +125,67 @@ fn spelling(out: &mut String, p: &Point<'_>, field: &str) {
     }
     out.push('\n');
     out.push_str(field);
+}
+
+/// A write's points read and numbered where this server knows their series; [`MetricStore::store`]
+/// numbers the rest and commits them. Holds nothing of the body it was read from.
+#[derive(Default)]
+pub struct Gathered {
+    /// (series number, nanoseconds, value); number 0 until known.
+    rows: Vec<(i64, i64, f64)>,
+    /// (row, spelling, canonical key) of the points whose series this server has not numbered yet.
+    unknown: Vec<(usize, Box<str>, SeriesKey)>,
+    skipped: u64,
+}
+
+impl Gathered {
+    /// Adds the numeric fields of `p`, spelt as `line` spells them when it was read from one (see
+    /// [`Line::spelling`]), else by [`spelling_of_point`]; `buf` is room for spellings.
+    fn add(
+        &mut self,
+        spellings: &FastMap<Box<str>, i64>,
+        p: &Point<'_>,
+        line: Option<&Line<'_>>,
+        now_ns: i64,
+        buf: &mut String,
+    ) {
+        let at = p.timestamp.unwrap_or(now_ns);
+        for (i, (field, value)) in p.fields.iter().enumerate() {
+            if p.fields.len() > 1 && p.fields[i + 1..].iter().any(|(later, _)| later == field) {
+                continue; // a field written twice in one line: the last one counts
+            }
+            let value = match value {
+                FieldValue::Float(f) => *f,
+                FieldValue::Int(n) => *n as f64,
+                FieldValue::UInt(n) => *n as f64,
+                FieldValue::Bool(b) => f64::from(u8::from(*b)),
+                FieldValue::Str(_) => {
+                    self.skipped += 1;
+                    continue;
+                }
+            };
+            let key = match line {
+                Some(line) => line.spelling(i, buf),
+                None => {
+                    spelling_of_point(buf, p, field);
+                    buf.as_str()
+                }
+            };
+            let id = match spellings.get(key) {
+                Some(id) => *id,
+                None => {
+                    let canonical = SeriesKey {
+                        measurement: p.measurement.to_string(),
+                        field: field.to_string(),
+                        tags: canonical_tags(&p.tags),
+                    };
+                    self.unknown.push((self.rows.len(), key.into(), canonical));
+                    0
+                }
+            };
+            self.rows.push((id, at, value));
+        }
+    }
 }
 
 impl MetricStore {
@@ -164,47 +227,33 @@ impl MetricStore {
 
     /// Stores `points`, those without a timestamp at `now_ns`; returns once they are committed.
     pub async fn write(&self, points: &[Point<'_>], now_ns: i64) -> StoreResult<WriteSummary> {
-        let mut summary = WriteSummary::default();
-        let mut rows: Vec<(i64, i64, f64)> = Vec::with_capacity(points.len());
-        // (row, spelling, canonical key) of the points whose series this server has not numbered yet.
-        let mut unknown: Vec<(usize, Box<str>, SeriesKey)> = Vec::new();
-        let mut key = String::new();
+        let mut gathered = Gathered::default();
         {
             let spellings = self.inner.spellings.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut buf = String::new();
             for p in points {
-                let at = p.timestamp.unwrap_or(now_ns);
-                for (i, (field, value)) in p.fields.iter().enumerate() {
-                    if p.fields[i + 1..].iter().any(|(later, _)| later == field) {
-                        continue; // a field written twice in one line: the last one counts
-                    }
-                    let value = match value {
-                        FieldValue::Float(f) => *f,
-                        FieldValue::Int(n) => *n as f64,
-                        FieldValue::UInt(n) => *n as f64,
-                        FieldValue::Bool(b) => f64::from(u8::from(*b)),
-                        FieldValue::Str(_) => {
-                            summary.skipped += 1;
-                            continue;
-                        }
-                    };
-                    spelling(&mut key, p, field);
-                    let id = match spellings.get(key.as_str()) {
-                        Some(id) => *id,
-                        None => {
-                            let canonical = SeriesKey {
-                                measurement: p.measurement.to_string(),
-                                field: field.to_string(),
-                                tags: canonical_tags(&p.tags),
-                            };
-                            unknown.push((rows.len(), key.as_str().into(), canonical));
-                            0
-                        }
-                    };
-                    rows.push((id, at, value));
-                }
+                gathered.add(&spellings, p, None, now_ns, &mut buf);
             }
         }
-        summary.values = rows.len() as u64;
+        self.store(gathered).await
+    }
+
+    /// Reads a line-protocol body (timestamps in `precision`, lines without one at `now_ns`) for
+    /// [`MetricStore::store`]; the first malformed line refuses it whole.
+    pub fn read(&self, body: &[u8], precision: Precision, now_ns: i64) -> Result<Gathered, LineError> {
+        // A line is rarely under 30 bytes: room for most bodies' points without growing.
+        let mut gathered = Gathered { rows: Vec::with_capacity(body.len() / 30 + 1), ..Gathered::default() };
+        let spellings = self.inner.spellings.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buf = String::new();
+        for_each_line(body, precision, |line| gathered.add(&spellings, &line.point, Some(line), now_ns, &mut buf))?;
+        Ok(gathered)
+    }
+
+    /// Numbers the series `gathered` met that this server has not numbered yet, and commits its points;
+    /// returns once they are committed.
+    pub async fn store(&self, gathered: Gathered) -> StoreResult<WriteSummary> {
+        let Gathered { mut rows, unknown, skipped } = gathered;
+        let summary = WriteSummary { values: rows.len() as u64, skipped };
         self.inner.skipped.fetch_add(summary.skipped, Ordering::Relaxed);
         if rows.is_empty() {
             return Ok(summary);
@@ -375,30 +424,26 @@ pub(crate) fn tags_of(canonical: &str) -> Vec<(String, String)> {
     }
 }
 
-const SEGMENT_FORMAT: u8 = 1;
+/// Segments are written in format 2 and read in formats 1 and 2.
+const SEGMENT_FORMAT: u8 = 2;
 
 /// (nanoseconds since the epoch, value), oldest first.
 pub(super) type Points = Vec<(i64, f64)>;
 
-/// Format 1: the format byte, the number of series (varint), then per series its number and its block's
-/// length (varints) and the block. `points` are (series, nanoseconds, value) sorted by series.
+/// Format 2: the format byte, the number of series (varint), the base instant (zigzag varint), then per
+/// series its number and its block's length (varints) and the block, packed against the base. (Format 1 had
+/// no base: its blocks are packed against zero.) `points` are (series, nanoseconds, value) sorted by series.
 fn encode_segment(points: &[(i64, i64, f64)]) -> Vec<u8> {
-    let mut runs: Vec<&[(i64, i64, f64)]> = Vec::new();
-    let mut rest = points;
-    while let Some(first) = rest.first() {
-        let n = rest.iter().position(|p| p.0 != first.0).unwrap_or(rest.len());
-        let (run, after) = rest.split_at(n);
-        runs.push(run);
-        rest = after;
-    }
-    let mut out = Vec::with_capacity(16 + points.len() * 12);
+    let base = points.iter().map(|p| p.1).min().unwrap_or(0);
+    let runs: Vec<&[(i64, i64, f64)]> = points.chunk_by(|a, b| a.0 == b.0).collect();
+    let mut out = Vec::with_capacity(16 + points.len() * 8);
     out.push(SEGMENT_FORMAT);
     push_varint(&mut out, runs.len() as u64);
-    let mut series: Vec<(i64, f64)> = Vec::new();
+    push_varint(&mut out, block::zigzag(base));
+    let mut packed = Vec::new();
     for run in runs {
-        series.clear();
-        series.extend(run.iter().map(|p| (p.1, p.2)));
-        let packed = block::encode(&series);
+        packed.clear();
+        block::encode_into(&mut packed, base, run.iter().map(|p| (p.1, p.2)));
         push_varint(&mut out, run[0].0 as u64);
         push_varint(&mut out, packed.len() as u64);
         out.extend_from_slice(&packed);
@@ -408,8 +453,29 @@ fn encode_segment(points: &[(i64, i64, f64)]) -> Vec<u8> {
 
 /// The points of a segment's series that `want` accepts, by series number; `None` when the segment is damaged.
 pub(crate) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<Vec<(i64, Points)>> {
-    let (n, mut rest) = block::header(data, SEGMENT_FORMAT)?;
     let mut found = Vec::new();
+    each_series(data, want, |id, points| found.push((id, points.to_vec())))?;
+    Some(found)
+}
+
+/// Shows `each` the points of every series of a segment that `want` accepts, in the segment's order, once
+/// the whole segment has been read (one buffer for all of them); `None`, having shown nothing, when the
+/// segment is damaged.
+pub(crate) fn each_series(
+    data: &[u8],
+    want: impl Fn(i64) -> bool,
+    mut each: impl FnMut(i64, &[(i64, f64)]),
+) -> Option<()> {
+    let (&format, _) = data.split_first()?;
+    let (n, mut rest) = block::header(data, format)?;
+    let base = match format {
+        1 => 0,
+        SEGMENT_FORMAT => block::unzigzag(read_varint(&mut rest)?),
+        _ => return None,
+    };
+    let mut points = Vec::new();
+    // (series, where its points end in `points`)
+    let mut series = Vec::new();
     for _ in 0..n {
         let id = read_varint(&mut rest)? as i64;
         let len = usize::try_from(read_varint(&mut rest)?).ok()?;
@@ -419,10 +485,16 @@ pub(crate) fn decode_segment(data: &[u8], want: impl Fn(i64) -> bool) -> Option<
         let (packed, after) = rest.split_at(len);
         rest = after;
         if want(id) {
-            found.push((id, block::decode(packed)?));
+            block::decode_into(packed, base, &mut points)?;
+            series.push((id, points.len()));
         }
     }
-    Some(found)
+    let mut start = 0;
+    for (id, end) in series {
+        each(id, &points[start..end]);
+        start = end;
+    }
+    Some(())
 }
 
 /// The series `selector` names: (number, tags), ordered by their tags.
@@ -537,6 +609,34 @@ mod tests {
         assert_eq!(decode_segment(&data, |s| s == 7), Some(vec![(7, vec![(5, 5.0)])]));
         assert_eq!(decode_segment(&data, |s| s == 3), Some(vec![(3, vec![(1, 1.0), (2, 2.0)])]));
         assert_eq!(decode_segment(&data[..data.len() - 1], |s| s == 7), None);
+    }
+
+    #[test]
+    fn a_segment_of_the_first_format_still_reads() {
+        // Format 1: no base instant; each block packed against zero.
+        let mut data = vec![1, 2];
+        for (id, points) in [(3_u64, vec![(1_700_000_000_000_000_000, 1.5)]), (7, vec![(5, 5.0), (6, 6.0)])] {
+            let packed = block::encode(&points);
+            push_varint(&mut data, id);
+            push_varint(&mut data, packed.len() as u64);
+            data.extend_from_slice(&packed);
+        }
+        assert_eq!(
+            decode_segment(&data, |_| true),
+            Some(vec![(3, vec![(1_700_000_000_000_000_000, 1.5)]), (7, vec![(5, 5.0), (6, 6.0)])])
+        );
+        assert_eq!(decode_segment(&[9, 0], |_| true), None, "an unknown format");
+    }
+
+    #[test]
+    fn a_segment_packs_its_times_against_its_earliest() {
+        let t = 1_700_000_000_000_000_000;
+        let points: Vec<(i64, i64, f64)> = (0..1000).map(|s| (s, t + s % 3, 42.0)).collect();
+        let data = encode_segment(&points);
+        assert!(data.len() < points.len() * 10, "{} bytes for {} one-point series", data.len(), points.len());
+        let back = decode_segment(&data, |_| true).expect("reads");
+        assert_eq!(back.len(), 1000);
+        assert_eq!(back[5], (5, vec![(t + 2, 42.0)]));
     }
 
     #[test]

@@ -52,6 +52,30 @@ async fn points_are_read_back_by_series_and_tags_in_time_order() {
 }
 
 #[tokio::test]
+async fn a_series_spelt_many_ways_through_text_and_points_is_one_series() {
+    let db = fresh_db().await;
+    let store = MetricStore::start(Db::clone(&db));
+    let text = "cpu,host=hv\\ 1,cluster=eu usage=1 1700000000\n\
+                cpu,cluster=eu,host=hv\\ 1   usage=2,usage=3 1700000010\n\
+                cpu,host=hv\\ 1,cluster=eu other=9,usage=4 1700000020\n\
+                cpu,host=hv-2,cluster=eu usage=5 1700000020\n";
+    for _ in 0..2 {
+        // The second time every spelling is known: numbered by look-up, not by the database.
+        let gathered = store.read(text.as_bytes(), Precision::S, NOW).expect("the body reads");
+        assert_eq!(store.store(gathered).await.unwrap(), WriteSummary { values: 5, skipped: 0 });
+    }
+    write(&store, "cpu,cluster=eu,host=hv\\ 1 usage=6 1700000030").await;
+    let found = store.query(&select("cpu", "usage", &[("host", "hv 1")]), NOW, NOW + 60 * S, 0).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        values(&found[0]),
+        [(0, 1.0), (10, 3.0), (20, 4.0), (30, 6.0)],
+        "the last of a field written twice counts"
+    );
+    assert!(store.read(b"cpu usage=1\ncpu usage=", Precision::S, NOW).is_err(), "a bad line refuses the body");
+}
+
+#[tokio::test]
 async fn every_numeric_type_is_kept_as_a_number_and_strings_are_counted_not_kept() {
     let db = fresh_db().await;
     let store = MetricStore::start(Db::clone(&db));
