@@ -129,8 +129,8 @@ const BACKLOG_CHECK: Duration = Duration::from_secs(1);
 /// How often old points and buckets are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Every `interval`, or as soon as a pass's worth of points waits: folds newly written points into the
-/// rollups; every ten minutes: deletes what is past its retention.
+/// Every `interval`, as soon as a pass's worth of points waits, or once writes go quiet: folds newly written
+/// points into the rollups; every ten minutes: deletes what is past its retention.
 pub fn spawn_metric_upkeep(
     db: Db,
     retention: Retention,
@@ -141,30 +141,44 @@ pub fn spawn_metric_upkeep(
         let mut ticks = Ticks::new(BACKLOG_CHECK.min(interval), shutdown);
         let mut last_prune: Option<std::time::Instant> = None;
         let mut last_fold: Option<std::time::Instant> = None;
+        // Points waiting at the tick before, while none were folded since.
+        let mut waited: Option<i64> = None;
         while ticks.next().await {
-            // On time, everything waiting is folded; between times, only full passes (a pass writes a row per
-            // series and period it meets, so small passes cost as much as big ones).
+            // A tick folds what waits when it is time, when a full pass waits, or when as much waits as a tick
+            // ago (writes went quiet: an idle server folds at once). It does not chase the writers: past its
+            // first pass it goes on only while a full pass waits, since a pass writes a row per series and
+            // period it meets, so small passes cost as much as big ones.
+            let waiting = match rollup::unfolded_points(&db).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
+                    continue;
+                }
+            };
             let on_time = last_fold.is_none_or(|at| at.elapsed() >= interval);
-            if on_time {
+            let quiet = waiting > 0 && waited == Some(waiting);
+            waited = Some(waiting);
+            if waiting > 0 && (on_time || quiet || waiting >= rollup::POINTS_PER_PASS) {
                 last_fold = Some(std::time::Instant::now());
-            }
-            for _ in 0..ROLLUP_PASSES_PER_TICK {
-                if !on_time {
-                    match rollup::unfolded_points(&db).await {
-                        Ok(n) if n >= rollup::POINTS_PER_PASS => {}
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
-                            break;
+                waited = None;
+                for n in 0..ROLLUP_PASSES_PER_TICK {
+                    if n > 0 {
+                        match rollup::unfolded_points(&db).await {
+                            Ok(n) if n >= rollup::POINTS_PER_PASS => {}
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
+                                break;
+                            }
                         }
                     }
-                }
-                match rollup::roll_up(&db).await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rolling up metric points failed; retrying next round");
-                        break;
+                    match rollup::roll_up(&db).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rolling up metric points failed; retrying next round");
+                            break;
+                        }
                     }
                 }
             }
