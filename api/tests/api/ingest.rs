@@ -177,6 +177,53 @@ async fn the_server_stores_its_own_machine_s_metrics_until_it_stops() {
 }
 
 #[tokio::test]
+async fn a_server_whose_writers_went_quiet_folds_what_waits_without_waiting_for_its_interval() {
+    use tollgate_workflows::metrics::rollup;
+    let app = spawn_app().await;
+    let agent = app.user_with_roles("agent", &["agent"]).await;
+    // Within the last hours, so that nothing is past its retention.
+    let t0 = time::OffsetDateTime::now_utc().unix_timestamp() / 3600 * 3600 - 3 * 3600;
+    let body: String = (0..5).map(|m| format!("cpu,host=hv-01 usage_idle=75 {}\n", t0 + m * 60)).collect();
+    assert_eq!(write(&app, &agent, "precision=s", None, body.into_bytes()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(rollup::unfolded_points(&app.db).await.unwrap(), 5);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let retention = tollgate_api::config::Config::default().metrics.retention();
+    // Its interval is an hour: the first tick folds (nothing was folded yet); the points written after
+    // wait until two ticks find the same amount waiting.
+    let task = tollgate_api::background::spawn_metric_upkeep(
+        app.db.clone(),
+        retention,
+        std::time::Duration::from_secs(3600),
+        stopped,
+    );
+    let wait_folded = |what: &'static str| {
+        let db = app.db.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while rollup::unfolded_points(&db).await.unwrap() > 0 {
+                assert!(std::time::Instant::now() < deadline, "{what}: still waiting after 10 s");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_folded("the first tick").await;
+    let body: String = (5..8).map(|m| format!("cpu,host=hv-01 usage_idle=70 {}\n", t0 + m * 60)).collect();
+    assert_eq!(write(&app, &agent, "precision=s", None, body.into_bytes()).await.status, StatusCode::NO_CONTENT);
+    wait_folded("once writes went quiet").await;
+    let selector = tollgate_workflows::metrics::store::Selector {
+        measurement: "cpu".to_owned(),
+        field: "usage_idle".to_owned(),
+        tags: Vec::new(),
+    };
+    let s = 1_000_000_000;
+    let found = rollup::rollups(&app.db, &selector, rollup::MINUTE_NS, t0 * s, (t0 + 600) * s).await.unwrap();
+    let avgs: Vec<f64> = found[0].1.iter().map(|b| b.avg()).collect();
+    assert_eq!(avgs, [75.0, 75.0, 75.0, 75.0, 75.0, 70.0, 70.0, 70.0], "every minute folded");
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task).await.expect("the loop stops").unwrap();
+}
+
+#[tokio::test]
 async fn utilisation_per_host_comes_from_what_agents_wrote() {
     let app = spawn_app().await;
     let agent = app.user_with_roles("agent", &["agent"]).await;
