@@ -150,8 +150,12 @@ impl Operation {
                 net_mbit_per_sec,
                 ..
             } => {
-                if cpu_quota_pct.is_some_and(|p| !(1..=100_000).contains(&p)) {
-                    return Err(ValidationError::new(field("cpu_quota_pct"), "must be between 1 and 100000"));
+                // As the drivers take it: a percentage of one host CPU per vCPU.
+                if cpu_quota_pct.is_some_and(|p| p > 100) {
+                    return Err(ValidationError::new(
+                        field("cpu_quota_pct"),
+                        "must be between 1 and 100 (% of a host CPU per vCPU), or 0 to remove the limit",
+                    ));
                 }
                 let any = cpu_quota_pct.is_some()
                     || disk_read_bytes_per_sec.is_some()
@@ -239,5 +243,19 @@ mod tests {
             net_mbit_per_sec: None,
         };
         assert!(quota.validate(0).is_err());
+        let cpu = |pct| {
+            Operation::SetQuota {
+                vm_id: "v".into(),
+                cpu_quota_pct: Some(pct),
+                disk_read_bytes_per_sec: None,
+                disk_write_bytes_per_sec: None,
+                disk_iops: None,
+                net_mbit_per_sec: None,
+            }
+            .validate(1)
+        };
+        assert_eq!(cpu(101).expect_err("over one host CPU").field, "operations[1].cpu_quota_pct");
+        assert!(cpu(100).is_ok() && cpu(1).is_ok());
+        assert!(cpu(0).is_ok(), "0 removes the limit, as the drivers take it");
     }
 }
