@@ -37,6 +37,7 @@ pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod process;
+pub mod quota;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agent_outcome))
         .routes(routes!(agent_domains))
         .routes(routes!(get_placement, set_placement))
+        .routes(routes!(get_department, set_department))
 }
 
 fn refused(r: Refusal) -> ApiError {
@@ -425,5 +426,41 @@ async fn set_placement(
     Json(b): Json<PlacementInput>,
 ) -> ApiResult<Json<PlacementInput>> {
     tollgate_control::inventory::set_strategy(&db, &auth.audit, &id, b.strategy).await?;
+    Ok(Json(b))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentInput {
+    /// The group (department) owning the service, whose quota its VMs count against; null for none.
+    group_id: Option<String>,
+}
+
+/// The department owning a business service.
+#[utoipa::path(get, path = "/services/{id}/department", tag = "control", params(("id" = String, Path, description = "The service's CI id")),
+    responses((status = 200, body = DepartmentInput), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn get_department(
+    _auth: Authorized<ReadFleet>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DepartmentInput>> {
+    tollgate_control::inventory::ci_of(&db, &id, tollgate_workflows::cmdb::CiKind::Service).await?;
+    let mut conn = db.pool().acquire().await.map_err(tollgate_workflows::error::StoreError::from)?;
+    Ok(Json(DepartmentInput { group_id: tollgate_workflows::quota::department_of(&mut conn, &id).await? }))
+}
+
+/// Set the department owning a business service.
+#[utoipa::path(put, path = "/services/{id}/department", tag = "control", params(("id" = String, Path, description = "The service's CI id")),
+    request_body = DepartmentInput,
+    responses((status = 200, body = DepartmentInput), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = ["operator", "admin"])))]
+async fn set_department(
+    auth: Authorized<ManageCmdb>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+    Json(b): Json<DepartmentInput>,
+) -> ApiResult<Json<DepartmentInput>> {
+    tollgate_workflows::quota::set_department(&db, &auth.audit, &id, b.group_id.as_deref()).await?;
     Ok(Json(b))
 }

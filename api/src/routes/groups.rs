@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tollgate_workflows::accounts::{self, Group, GroupSpec, Role, RoleSet};
+use tollgate_workflows::quota::{self, Limits, QuotaReport};
 use tollgate_workflows::text::{Description, Name, Page};
 use tollgate_workflows::Db;
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +20,35 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_groups, create_group))
         .routes(routes!(get_group, update_group, delete_group))
         .routes(routes!(add_member, remove_member))
+        .routes(routes!(get_quota, set_quota))
+}
+
+/// A department's quota: its limits, what its services' VMs use and what its open changes ask for.
+#[utoipa::path(get, path = "/groups/{id}/quota", tag = "accounts", params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = QuotaReport), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = ["viewer", "requester", "approver", "change-manager", "operator", "admin"])))]
+async fn get_quota(
+    _auth: Authorized<ReadFleet>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<QuotaReport>> {
+    Ok(Json(quota::report(&db, &id).await?))
+}
+
+/// Set a department's limits (all replaced; null is no limit). Changes that would take its services' VMs past
+/// one are refused when they are requested.
+#[utoipa::path(put, path = "/groups/{id}/quota", tag = "accounts", params(("id" = String, Path, description = "Group id")),
+    request_body = Limits,
+    responses((status = 200, body = QuotaReport), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = ["admin"])))]
+async fn set_quota(
+    auth: Authorized<ManageAccounts>,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+    Json(limits): Json<Limits>,
+) -> ApiResult<Json<QuotaReport>> {
+    Ok(Json(quota::set_limits(&db, &auth.audit, &id, limits).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -261,3 +261,42 @@ async fn changes_are_listed_by_state_kind_requester_ci_window_and_title() {
 fn enc(s: &str) -> String {
     crate::support::encode(s)
 }
+
+#[tokio::test]
+async fn a_request_past_its_department_s_quota_is_refused_naming_the_figures() {
+    let w = world().await;
+    let admin = &w.app.admin_token;
+    let service = w.app.ci(json!({"kind": "service", "name": "payments"})).await;
+    let dept = w.app.post("/api/v1/groups", admin, json!({"name": "payments-team"})).await;
+    let dept = dept.body["id"].as_str().unwrap().to_owned();
+    let owner =
+        w.app.put(&format!("/api/v1/services/{service}/department"), &w.operator, json!({"group_id": dept})).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+    assert_eq!(w.app.get(&format!("/api/v1/services/{service}/department"), &w.requester).await.body["group_id"], dept);
+    let limits = json!({"max_vms": null, "max_vcpus": 4, "max_memory_mib": null, "max_disk_gib": null});
+    let set = w.app.put(&format!("/api/v1/groups/{dept}/quota"), admin, limits.clone()).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.body["limits"], limits);
+    w.app
+        .put(&format!("/api/v1/groups/{dept}/quota"), &w.operator, limits)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    let provision = |vcpus: i64| {
+        change(
+            "normal",
+            "new VM",
+            json!([{"op": "provision", "name": "pay-1", "image": "debian-12", "vcpus": vcpus,
+            "memory_mib": 1024, "disk_gib": 10, "service_id": service}]),
+        )
+    };
+    let refused = w.app.create_change(&w.requester, provision(6)).await;
+    refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(refused.field(), Some("operations[0]"));
+    assert!(refused.text().contains("payments-team would have 6 vCPUs, over its quota of 4"), "{}", refused.body);
+    let id = w.request(provision(4)).await;
+    w.fire_ok(&id, &w.requester, "submit").await;
+    let report = w.app.get(&format!("/api/v1/groups/{dept}/quota"), &w.requester).await;
+    assert_eq!(report.body["requested"]["vcpus"], 4, "{}", report.body);
+    assert_eq!(report.body["in_use"]["vms"], 0, "{}", report.body);
+}

@@ -7,7 +7,7 @@
 //! `query` — lists and timelines; `conflicts` — overlapping work on related CIs; `gate` — the approved
 //! change the control plane requires.
 
-mod conflicts;
+pub(crate) mod conflicts;
 mod gate;
 mod lifecycle;
 mod plan;

@@ -53,7 +53,8 @@ struct Worked {
     risk: Risk,
 }
 
-async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> StoreResult<Worked> {
+/// `this` is the change being edited, when it is an edit.
+async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, this: Option<&str>) -> StoreResult<Worked> {
     spec.check()?;
     let mut cis: BTreeSet<String> = BTreeSet::new();
     // Each CI read once: the risk weighs its criticality and walks its impact from it.
@@ -94,6 +95,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec) -> Store
         rollback.push(op.inverse(target.as_ref()));
     }
     rollback.reverse();
+    crate::quota::check(conn, &spec.operations, this).await?;
     let ci_ids: Vec<String> = cis.into_iter().collect();
     let risk = assess(conn, db, spec, &ci_ids, &read).await?;
     if spec.kind == ChangeKind::Standard && risk.level != super::RiskLevel::Low {
@@ -226,7 +228,7 @@ pub async fn create_change(
     // Working out the plan (impact walks, history) reads a lot: do it before taking the writers' queue.
     let worked = {
         let mut conn = db.pool().acquire().await?;
-        work_out(&mut conn, db, &spec).await?
+        work_out(&mut conn, db, &spec, None).await?
     };
     let id = uuid::Uuid::new_v4().to_string();
     // A new record depends on nothing read: on PostgreSQL it is written as one statement, no transaction.
@@ -334,7 +336,7 @@ pub async fn update_change(
             before.reference, before.state
         )));
     }
-    let worked = work_out(tx.conn(), db, &spec).await?;
+    let worked = work_out(tx.conn(), db, &spec, Some(id)).await?;
     let def = process::definition_at(&mut tx, &before.process, before.process_version).await?;
     // Votes bind to a revision: an approved plan that changes must be approved again.
     let state = match process::decide(&def.definition, &before.state, "revise", &Actor::System, &()) {

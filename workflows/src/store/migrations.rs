@@ -55,6 +55,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (21, "packed_rollups", include_str!("../../migrations/sqlite/0021_packed_rollups.sql")),
     (22, "jobs", include_str!("../../migrations/sqlite/0022_jobs.sql")),
     (23, "placement_strategies", include_str!("../../migrations/sqlite/0023_placement_strategies.sql")),
+    (24, "department_quotas", include_str!("../../migrations/sqlite/0024_department_quotas.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -80,6 +81,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (21, "packed_rollups", include_str!("../../migrations/postgres/0021_packed_rollups.sql")),
     (22, "jobs", include_str!("../../migrations/postgres/0022_jobs.sql")),
     (23, "placement_strategies", include_str!("../../migrations/postgres/0023_placement_strategies.sql")),
+    (24, "department_quotas", include_str!("../../migrations/postgres/0024_department_quotas.sql")),
 ];
 
 /// The migrator for `engine`.

@@ -46,6 +46,7 @@ mod impact;
 mod incidents;
 mod metrics;
 mod processes;
+mod quotas;
 mod relations;
 mod search;
 mod support;
