@@ -148,6 +148,11 @@ pub(crate) async fn fire_on(
         }
     }
     let to = decision.to.to_owned();
+    if !super::conflicts::is_live(&before.state) && super::conflicts::is_live(&to) {
+        // Its requests start counting against department quotas: others may have been asked for since it
+        // was drafted.
+        crate::quota::check(tx.conn(), &before.operations, Some(id)).await?;
+    }
     let review = review.as_ref().map(Description::as_str);
     apply(tx, &before, &to, review);
     if decision.effects.contains(&process::Effect::RequestApprovals) {

@@ -71,6 +71,14 @@ async fn a_department_s_vms_and_its_open_requests_count_against_its_quota_at_req
     // Shrinking asks for nothing, whatever the quota.
     ask(vec![Operation::Resize { vm_id: f.vm.id.clone(), vcpus: 1, memory_mib: 2048 }]).await.unwrap();
 
+    // A draft is counted again when it is submitted: asked for within the quota, it no longer fits once
+    // another request took the room.
+    let draft = ask(vec![Operation::Resize { vm_id: f.vm.id.clone(), vcpus: 4, memory_mib: 4096 }]).await.unwrap();
+    let taken = ask(vec![Operation::Resize { vm_id: f.vm.id.clone(), vcpus: 4, memory_mib: 4096 }]).await.unwrap();
+    fire(&db, &taken.id, &s.requester, "submit").await.unwrap();
+    assert_invalid(fire(&db, &draft.id, &s.requester, "submit").await, "operations[0]");
+    assert_eq!(state_of(&db, &draft.id).await, "draft");
+
     // A service no department owns, and a department without limits, are not counted.
     let other = create(&db, service("internal")).await;
     ask(vec![into_service(&other.id, "tool-1", 64)]).await.unwrap();
