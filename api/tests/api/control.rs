@@ -208,6 +208,39 @@ async fn an_approved_change_provisions_then_resizes_limits_and_migrates_live() {
 }
 
 #[tokio::test]
+async fn a_vm_asked_to_move_cold_is_stopped_moved_and_started_and_a_stopped_one_stays_stopped() {
+    let f = fleet().await;
+    let first = f.implementing("two VMs", json!([provision("app-1", &f.a), provision("app-2", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+    let (one, two) = (f.vm("app-1").await, f.vm("app-2").await);
+    let (one, two) = (one["id"].as_str().unwrap().to_owned(), two["id"].as_str().unwrap().to_owned());
+    let stopped = f.implementing("stop app-2", json!([{"op": "stop", "vm_id": two}])).await;
+    assert_eq!(f.run(&stopped).await["state"], "succeeded");
+
+    let ops = json!([
+        {"op": "migrate", "vm_id": one, "to_host_id": f.b, "live": false},
+        {"op": "migrate", "vm_id": two, "to_host_id": f.b, "live": false}
+    ]);
+    let moved = f.implementing("move both cold", ops).await;
+    let job = f.run(&moved).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let log: Vec<&str> = job["log"].as_array().unwrap().iter().filter_map(|l| l.as_str()).collect();
+    let done: Vec<&&str> = log.iter().filter(|l| l.starts_with("done: ")).collect();
+    assert!(
+        done.iter().any(|l| l.contains("stop app-1")) && done.iter().any(|l| l.contains("start app-1")),
+        "the running one is stopped first and started again there: {log:?}"
+    );
+    assert!(!done.iter().any(|l| l.contains("start app-2")), "the stopped one stays stopped: {log:?}");
+    let b = f.sim.host("sim-b", SIM_IMAGES);
+    assert_eq!(b.domain("app-1").unwrap().state, tollgate_control::hypervisor::PowerState::Running);
+    assert_eq!(b.domain("app-2").unwrap().state, tollgate_control::hypervisor::PowerState::ShutOff);
+    for (name, state) in [("app-1", "running"), ("app-2", "stopped")] {
+        let vm = f.vm(name).await;
+        assert_eq!((vm["state"].as_str(), vm["parent_id"].as_str()), (Some(state), Some(f.b.as_str())), "{vm}");
+    }
+}
+
+#[tokio::test]
 async fn a_refused_migration_rolls_back_what_ran_and_opens_an_incident_linked_to_the_change() {
     let f = fleet().await;
     let first = f.implementing("new db VM", json!([provision("db-2", &f.a)])).await;

@@ -323,7 +323,9 @@ pub trait Hypervisor: Send + Sync {
     /// Makes room for an incoming migration: empty volumes of the same names and sizes.
     fn prepare_incoming(&self, disks: &[Disk]) -> HvResult<()>;
 
-    /// Moves the domain to `peer`, live with its storage when it runs. On failure it still runs here.
+    /// Moves the domain to `peer` with its storage: live when it runs; cold when it is stopped, when it may
+    /// arrive paused (a driver may start it paused to copy its disks, its guest never running) and the
+    /// destination is then to [`Hypervisor::stop`] it. On failure it is here as it was.
     fn migrate(&self, name: &str, peer: &Peer) -> HvResult<()>;
 
     /// Counters of every domain, from one call.

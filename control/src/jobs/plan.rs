@@ -164,10 +164,19 @@ pub async fn plan(db: &Db, change: &ApprovedChange) -> StoreResult<Vec<Step>> {
                 steps.push(Step::SetLimits { vm: vm.clone(), limits });
                 touch(&mut verify, &vm);
             }
-            Operation::Migrate { vm_id, to_host_id, live: _ } => {
-                let vm = vm_name(db, vm_id).await?;
+            Operation::Migrate { vm_id, to_host_id, live } => {
+                let ci = inventory::ci_of(db, vm_id, CiKind::Vm).await?;
+                let vm = ci.name;
                 inventory::ci_of(db, to_host_id, CiKind::Host).await?;
+                // A running VM moves live; asked to move cold, it is stopped first and started again there.
+                let cold_while_running = !live && ci.state == "running";
+                if cold_while_running {
+                    steps.push(Step::Power { vm: vm.clone(), on: false });
+                }
                 steps.push(Step::Migrate { vm: vm.clone(), to_host_id: Some(to_host_id.clone()) });
+                if cold_while_running {
+                    steps.push(Step::Power { vm: vm.clone(), on: true });
+                }
                 touch(&mut verify, &vm);
             }
             Operation::Evacuate { host_id } => {

@@ -595,6 +595,10 @@ impl Executor {
                 };
                 let peer = Peer { host: dest.name.clone(), uri };
                 check!(self.task(row, step, 2, &source, Action::Migrate { name: vm.clone(), peer }).await?);
+                if domain.state != PowerState::Running {
+                    // Moved cold: it may have arrived paused.
+                    check!(self.task(row, step, 3, &dest, Action::Stop { name: vm.clone() }).await?);
+                }
                 inventory::edit_ci(&self.db, &self.ctx, &ci.id, |d| d.parent_id = Some(dest_id.clone())).await?;
                 Ok(Ok(undo))
             }

@@ -12,6 +12,7 @@ macro_rules! suite {
             limits_apply_to_the_running_domain_and_read_back,
             live_migration_moves_the_running_domain_with_its_disk,
             a_refused_migration_leaves_the_domain_running_where_it_was,
+            a_stopped_domain_moves_cold_with_its_disk_and_starts_there,
             an_unmanaged_domain_is_listed_and_adopted_without_restart,
             stop_start_and_delete,
             one_stats_call_reports_every_domain,
@@ -203,6 +204,29 @@ pub fn live_migration_moves_the_running_domain_with_its_disk(p: &Pair, name: &st
     if let Some(list) = p.outside.virsh(false, &["list", "--all", "--name"]) {
         assert!(!list.lines().any(|l| l.trim() == name), "virsh on A: {list}");
     }
+}
+
+pub fn a_stopped_domain_moves_cold_with_its_disk_and_starts_there(p: &Pair, name: &str) {
+    let before = p.a.provision(&p.spec(name)).unwrap();
+    p.a.stop(name).unwrap();
+    p.b.prepare_incoming(&before.disks).unwrap();
+
+    p.a.migrate(name, &p.b_peer).unwrap();
+    // It may arrive paused; the destination stops it, as it was.
+    let moved = p.b.stop(name).unwrap();
+
+    assert!(matches!(p.a.domain(name), Err(HypervisorError::NotFound { .. })), "still defined on the source");
+    assert_eq!(moved.state, PowerState::ShutOff);
+    assert_eq!((moved.uuid.as_str(), moved.vm_id.as_deref()), (before.uuid.as_str(), before.vm_id.as_deref()));
+    assert_eq!(moved.disks[0].volume, before.disks[0].volume);
+    if let Some(state) = p.outside.virsh(true, &["domstate", name]) {
+        assert_eq!(state.trim(), "shut off", "virsh on B");
+    }
+    if let Some(list) = p.outside.virsh(false, &["list", "--all", "--name"]) {
+        assert!(!list.lines().any(|l| l.trim() == name), "virsh on A: {list}");
+    }
+    let started = p.b.start(name).unwrap();
+    assert_eq!(started.state, PowerState::Running, "it starts there, from the disk that came with it");
 }
 
 pub fn a_refused_migration_leaves_the_domain_running_where_it_was(p: &Pair, name: &str) {

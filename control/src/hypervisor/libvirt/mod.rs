@@ -436,19 +436,27 @@ impl Hypervisor for Libvirt {
     fn migrate(&self, name: &str, peer: &Peer) -> HvResult<()> {
         self.with_conn(|conn| {
             let dom = Self::lookup(conn, name)?;
-            if !dom.is_active().map_err(backend)? {
-                return Err(HypervisorError::Unsupported(
-                    "moving a stopped VM (cold migration) between hosts without shared storage".into(),
-                ));
+            // A stopped domain moves cold: QEMU copies disks only for a domain it runs, so it is started
+            // paused here (its guest never runs), migrated paused, and the destination then stops it.
+            let cold = !dom.is_active().map_err(backend)?;
+            if cold {
+                dom.create_with_flags(sys::VIR_DOMAIN_START_PAUSED).map_err(backend)?;
             }
-            let flags = sys::VIR_MIGRATE_LIVE
+            let flags = if cold { sys::VIR_MIGRATE_PAUSED } else { sys::VIR_MIGRATE_LIVE }
                 | sys::VIR_MIGRATE_PEER2PEER
                 | sys::VIR_MIGRATE_PERSIST_DEST
                 | sys::VIR_MIGRATE_UNDEFINE_SOURCE
                 | sys::VIR_MIGRATE_NON_SHARED_DISK;
-            dom.migrate_to_uri3(Some(&peer.uri), MigrateParameters::default(), flags).map_err(|e| {
-                HypervisorError::MigrationFailed { peer: peer.host.clone(), reason: e.message().to_string() }
-            })?;
+            if let Err(e) = dom.migrate_to_uri3(Some(&peer.uri), MigrateParameters::default(), flags) {
+                if cold {
+                    // Stopped here again, as it was.
+                    let _ = dom.destroy();
+                }
+                return Err(HypervisorError::MigrationFailed {
+                    peer: peer.host.clone(),
+                    reason: e.message().to_string(),
+                });
+            }
             // The source's overlay is a copy now; the template stays for other domains.
             if let Ok(pool) = Self::pool(conn) {
                 if let Ok(vol) = pool.lookup_storage_vol_by_name(&disk_volume(name)) {
