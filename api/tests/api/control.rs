@@ -370,10 +370,18 @@ async fn each_service_places_its_vms_by_its_own_strategy() {
 }
 
 #[tokio::test]
-async fn evacuating_a_host_moves_every_running_vm_off_it_live() {
+async fn evacuating_a_host_moves_every_vm_off_it_live_where_it_runs_and_cold_where_it_is_stopped() {
     let f = fleet().await;
-    let first = f.implementing("two VMs on sim-a", json!([provision("app-1", &f.a), provision("app-2", &f.a)])).await;
+    let first = f
+        .implementing(
+            "three VMs on sim-a",
+            json!([provision("app-1", &f.a), provision("app-2", &f.a), provision("app-3", &f.a)]),
+        )
+        .await;
     assert_eq!(f.run(&first).await["state"], "succeeded");
+    let off = f.vm("app-3").await["id"].as_str().unwrap().to_owned();
+    let stopped = f.implementing("stop app-3", json!([{"op": "stop", "vm_id": off}])).await;
+    assert_eq!(f.run(&stopped).await["state"], "succeeded");
 
     let drain = f.implementing("drain sim-a", json!([{"op": "evacuate", "host_id": f.a}])).await;
     let job = f.run(&drain).await;
@@ -383,7 +391,10 @@ async fn evacuating_a_host_moves_every_running_vm_off_it_live() {
         let moved = f.sim.host("sim-b", SIM_IMAGES).domain(name).unwrap();
         assert_eq!(moved.state, tollgate_control::hypervisor::PowerState::Running);
     }
-    assert!(f.sim.host("sim-a", SIM_IMAGES).domains().unwrap().is_empty(), "sim-a still runs VMs");
+    assert_eq!(f.vm("app-3").await["parent_id"].as_str(), Some(f.b.as_str()), "the stopped VM moved too");
+    let cold = f.sim.host("sim-b", SIM_IMAGES).domain("app-3").unwrap();
+    assert_eq!(cold.state, tollgate_control::hypervisor::PowerState::ShutOff, "and stayed stopped");
+    assert!(f.sim.host("sim-a", SIM_IMAGES).domains().unwrap().is_empty(), "sim-a still has domains");
 }
 
 #[tokio::test]

@@ -182,7 +182,11 @@ pub async fn plan(db: &Db, change: &ApprovedChange) -> StoreResult<Vec<Step>> {
             Operation::Evacuate { host_id } => {
                 inventory::ci_of(db, host_id, CiKind::Host).await?;
                 let vms = inventory::all_of(db, CiKind::Vm).await?;
-                for vm in vms.iter().filter(|v| v.parent_id.as_deref() == Some(host_id) && v.state == "running") {
+                // Live where it runs, cold where it is stopped.
+                let on_host = |v: &&tollgate_workflows::cmdb::Ci| {
+                    v.parent_id.as_deref() == Some(host_id) && matches!(v.state.as_str(), "running" | "stopped")
+                };
+                for vm in vms.iter().filter(on_host) {
                     steps.push(Step::Migrate { vm: vm.name.clone(), to_host_id: None });
                     touch(&mut verify, &vm.name);
                 }
