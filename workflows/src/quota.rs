@@ -221,23 +221,18 @@ async fn growth(conn: &mut AnyConnection, op: &Operation) -> StoreResult<Option<
     }
 }
 
-/// What the live changes other than `except` ask of each department, beyond the CMDB.
-async fn requested(
-    conn: &mut AnyConnection,
-    only: Option<&str>,
-    except: Option<&str>,
-) -> StoreResult<BTreeMap<String, Amounts>> {
-    let live = crate::change::conflicts::LIVE;
-    let sql = format!(
-        "SELECT id, operations FROM changes WHERE state IN ({})",
-        crate::store::placeholders(crate::store::Engine::Postgres, 1, live.len())
-    );
-    let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-    for state in live {
-        q = q.bind(*state);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut out: BTreeMap<String, Amounts> = BTreeMap::new();
+/// What the live changes (other than `except`) ask of a department beyond the CMDB: those whose CIs, as
+/// booked for their windows, include one of its services or one of their VMs.
+async fn requested(conn: &mut AnyConnection, department: &str, except: Option<&str>) -> StoreResult<Amounts> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, operations FROM changes WHERE id IN (SELECT change_id FROM live_change_cis WHERE ci_id IN \
+         (SELECT service_id FROM service_departments WHERE group_id = $1) OR ci_id IN (SELECT id FROM cis \
+         WHERE kind = 'vm' AND service_id IN (SELECT service_id FROM service_departments WHERE group_id = $1)))",
+    )
+    .bind(department)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Amounts::default();
     for (id, operations) in rows {
         if Some(id.as_str()) == except {
             continue;
@@ -245,9 +240,9 @@ async fn requested(
         let operations: Vec<Operation> = serde_json::from_str(&operations)
             .map_err(|e| StoreError::Internal(format!("change {id} has unreadable operations: {e}")))?;
         for op in &operations {
-            if let Some((department, grown)) = growth(conn, op).await? {
-                if only.is_none_or(|g| g == department) {
-                    out.entry(department).or_default().add(&grown);
+            if let Some((of, grown)) = growth(conn, op).await? {
+                if of == department {
+                    out.add(&grown);
                 }
             }
         }
@@ -268,7 +263,7 @@ pub async fn report(db: &Db, group_id: &str) -> StoreResult<QuotaReport> {
         group_id: group_id.to_owned(),
         limits: limits_of(&mut conn, group_id).await?,
         in_use: in_use(&mut conn, group_id).await?,
-        requested: requested(&mut conn, Some(group_id), None).await?.remove(group_id).unwrap_or_default(),
+        requested: requested(&mut conn, group_id, None).await?,
         services: services.into_iter().map(|(s,)| s).collect(),
     })
 }
@@ -285,16 +280,12 @@ pub(crate) async fn check(conn: &mut AnyConnection, operations: &[Operation], th
     if asked.is_empty() {
         return Ok(());
     }
-    let mut others: Option<BTreeMap<String, Amounts>> = None;
     for (department, (first, amounts)) in asked {
         let limits = limits_of(conn, &department).await?;
         if limits == Limits::default() {
             continue;
         }
-        if others.is_none() {
-            others = Some(requested(conn, None, this).await?);
-        }
-        let before = others.as_ref().and_then(|o| o.get(&department)).copied().unwrap_or_default();
+        let before = requested(conn, &department, this).await?;
         let used = in_use(conn, &department).await?;
         let mut total = used;
         total.add(&before);

@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Arguments};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// States in which a change's window is booked. Must match the states migration 0015 copied.
-pub(crate) const LIVE: &[&str] =
+const LIVE: &[&str] =
     &["submitted", "assessed", "awaiting_approval", "approved", "scheduled", "implementing", "verifying"];
 
 /// Whether a change in `state` books its window (and its CIs are in `live_change_cis`).

@@ -7,7 +7,7 @@
 //! `query` — lists and timelines; `conflicts` — overlapping work on related CIs; `gate` — the approved
 //! change the control plane requires.
 
-pub(crate) mod conflicts;
+mod conflicts;
 mod gate;
 mod lifecycle;
 mod plan;
