@@ -129,6 +129,14 @@ const BACKLOG_CHECK: Duration = Duration::from_secs(1);
 /// How often old points and buckets are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// Points written and not folded yet; `None` (logged) when the store cannot tell.
+async fn waiting_points(db: &Db) -> Option<i64> {
+    rollup::unfolded_points(db)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups"))
+        .ok()
+}
+
 /// Every `interval`, as soon as a pass's worth of points waits, or once writes go quiet: folds newly written
 /// points into the rollups; every ten minutes: deletes what is past its retention.
 pub fn spawn_metric_upkeep(
@@ -148,13 +156,7 @@ pub fn spawn_metric_upkeep(
             // ago (writes went quiet: an idle server folds at once). It does not chase the writers: past its
             // first pass it goes on only while a full pass waits, since a pass writes a row per series and
             // period it meets, so small passes cost as much as big ones.
-            let waiting = match rollup::unfolded_points(&db).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
-                    continue;
-                }
-            };
+            let Some(waiting) = waiting_points(&db).await else { continue };
             let on_time = last_fold.is_none_or(|at| at.elapsed() >= interval);
             let quiet = waiting > 0 && waited == Some(waiting);
             waited = Some(waiting);
@@ -162,15 +164,8 @@ pub fn spawn_metric_upkeep(
                 last_fold = Some(std::time::Instant::now());
                 waited = None;
                 for n in 0..ROLLUP_PASSES_PER_TICK {
-                    if n > 0 {
-                        match rollup::unfolded_points(&db).await {
-                            Ok(n) if n >= rollup::POINTS_PER_PASS => {}
-                            Ok(_) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot tell how many metric points wait for the rollups");
-                                break;
-                            }
-                        }
+                    if n > 0 && waiting_points(&db).await.is_none_or(|w| w < rollup::POINTS_PER_PASS) {
+                        break;
                     }
                     match rollup::roll_up(&db).await {
                         Ok(0) => break,

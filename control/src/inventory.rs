@@ -4,7 +4,7 @@
 use crate::placement::{Fleet, HostCapacity, HostState, Ratios, Strategy};
 use tollgate_workflows::cmdb::{self, Ci, CiDraft, CiKind, CiQuery, CiSpec, Hypervisor};
 use tollgate_workflows::text::PageRequest;
-use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult, ValidationError};
+use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult};
 
 /// The agent that serves a host: simulated hosts are served inside the server as `sim:<host name>`.
 pub fn agent_of(host: &Ci) -> String {
@@ -14,14 +14,7 @@ pub fn agent_of(host: &Ci) -> String {
     }
 }
 
-/// The CI with `id`, which must be of `kind`.
-pub async fn ci_of(db: &Db, id: &str, kind: CiKind) -> StoreResult<Ci> {
-    let ci = cmdb::get_ci(db, id).await?;
-    if ci.kind != kind {
-        return Err(ValidationError::new("id", format!("{id} is a {}, not a {kind}", ci.kind)).into());
-    }
-    Ok(ci)
-}
+pub use cmdb::get_ci_of_kind as ci_of;
 
 /// The draft that reproduces `ci`, to edit and store again.
 pub fn draft_of(ci: &Ci) -> CiDraft {

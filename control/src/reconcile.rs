@@ -51,17 +51,7 @@ pub fn compare(vms: &[Ci], domains: &[Domain], busy: &HashSet<String>) -> Vec<Dr
             });
             continue;
         };
-        let mut changed = Vec::new();
-        if vm.vcpus.is_some_and(|v| v != i64::from(d.vcpus)) {
-            changed.push(format!("{} vCPUs (inventory {})", d.vcpus, vm.vcpus.unwrap_or(0)));
-        }
-        if vm.memory_mib.is_some_and(|m| m != d.memory.current_mib() as i64) {
-            changed.push(format!("{} MiB (inventory {})", d.memory.current_mib(), vm.memory_mib.unwrap_or(0)));
-        }
-        let running = d.state == PowerState::Running;
-        if (vm.state == "running") != running && matches!(vm.state.as_str(), "running" | "stopped") {
-            changed.push(format!("{} (inventory {})", if running { "running" } else { "not running" }, vm.state));
-        }
+        let changed = differences(vm, d);
         if !changed.is_empty() {
             drift.push(Drift {
                 kind: DriftKind::Changed,
@@ -82,6 +72,23 @@ pub fn compare(vms: &[Ci], domains: &[Domain], busy: &HashSet<String>) -> Vec<Dr
         }
     }
     drift
+}
+
+/// How a domain differs from its VM in the inventory: vCPUs, memory, and power (for a VM the inventory has
+/// running or stopped), each worded as "what the host has (inventory what it says)".
+pub fn differences(vm: &Ci, d: &Domain) -> Vec<String> {
+    let mut changed = Vec::new();
+    if vm.vcpus.is_some_and(|v| v != i64::from(d.vcpus)) {
+        changed.push(format!("{} vCPUs (inventory {})", d.vcpus, vm.vcpus.unwrap_or(0)));
+    }
+    if vm.memory_mib.is_some_and(|m| m != d.memory.current_mib() as i64) {
+        changed.push(format!("{} MiB (inventory {})", d.memory.current_mib(), vm.memory_mib.unwrap_or(0)));
+    }
+    let running = d.state == PowerState::Running;
+    if (vm.state == "running") != running && matches!(vm.state.as_str(), "running" | "stopped") {
+        changed.push(format!("{} (inventory {})", if running { "running" } else { "not running" }, vm.state));
+    }
+    changed
 }
 
 /// VMs that jobs still running are changing.

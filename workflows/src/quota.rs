@@ -58,16 +58,27 @@ impl Limits {
         Ok(())
     }
 
-    /// The first resource over its limit: (what, its limit, the total).
-    fn exceeded(&self, total: &Amounts) -> Option<(&'static str, i64, i64)> {
-        [
-            ("VMs", self.max_vms, total.vms),
-            ("vCPUs", self.max_vcpus, total.vcpus),
-            ("MiB of memory", self.max_memory_mib, total.memory_mib),
-            ("GiB of disk", self.max_disk_gib, total.disk_gib),
-        ]
-        .into_iter()
-        .find_map(|(what, limit, total)| limit.filter(|l| total > *l).map(|l| (what, l, total)))
+    /// The first resource that what is in use, what other changes ask for and what this one asks for
+    /// together take past its limit, worded.
+    fn exceeded(&self, used: &Amounts, others: &Amounts, this: &Amounts) -> Option<String> {
+        type Amount = fn(&Amounts) -> i64;
+        let resources: [(&str, Option<i64>, Amount); 4] = [
+            ("VMs", self.max_vms, |a| a.vms),
+            ("vCPUs", self.max_vcpus, |a| a.vcpus),
+            ("MiB of memory", self.max_memory_mib, |a| a.memory_mib),
+            ("GiB of disk", self.max_disk_gib, |a| a.disk_gib),
+        ];
+        resources.into_iter().find_map(|(what, limit, of)| {
+            let total = of(used) + of(others) + of(this);
+            let limit = limit.filter(|l| total > *l)?;
+            Some(format!(
+                "would have {total} {what}, over its quota of {limit}: {} in use, {} asked for by its other open \
+                 changes, {} by this one",
+                of(used),
+                of(others),
+                of(this)
+            ))
+        })
     }
 }
 
@@ -90,8 +101,14 @@ async fn group_name(conn: &mut AnyConnection, group_id: &str) -> StoreResult<Str
     name.map(|(n,)| n).ok_or_else(|| StoreError::NotFound { entity: "group", id: group_id.to_owned() })
 }
 
-/// The department (group id) that owns a business service, if any.
-pub async fn department_of(conn: &mut AnyConnection, service_id: &str) -> StoreResult<Option<String>> {
+/// The department (group id) that owns the business service `service_id`, if any.
+pub async fn department(db: &Db, service_id: &str) -> StoreResult<Option<String>> {
+    crate::cmdb::get_ci_of_kind(db, service_id, CiKind::Service).await?;
+    let mut conn = db.pool().acquire().await?;
+    department_of(&mut conn, service_id).await
+}
+
+async fn department_of(conn: &mut AnyConnection, service_id: &str) -> StoreResult<Option<String>> {
     let row: Option<(String,)> = sqlx::query_as("SELECT group_id FROM service_departments WHERE service_id = $1")
         .bind(service_id)
         .fetch_optional(&mut *conn)
@@ -101,14 +118,8 @@ pub async fn department_of(conn: &mut AnyConnection, service_id: &str) -> StoreR
 
 /// Makes `group_id` the department owning a business service, or (with `None`) leaves it with none.
 pub async fn set_department(db: &Db, ctx: &AuditContext, service_id: &str, group_id: Option<&str>) -> StoreResult<()> {
+    crate::cmdb::get_ci_of_kind(db, service_id, CiKind::Service).await?;
     let mut conn = db.pool().acquire().await?;
-    match fetch_ci(&mut conn, service_id).await? {
-        Some(ci) if ci.kind == CiKind::Service => {}
-        Some(ci) => {
-            return Err(ValidationError::new("id", format!("{service_id} is a {}, not a service", ci.kind)).into())
-        }
-        None => return Err(StoreError::NotFound { entity: "service", id: service_id.to_owned() }),
-    }
     if let Some(group_id) = group_id {
         group_name(&mut conn, group_id).await.map_err(|_| ValidationError::new("group_id", "no group has this id"))?;
     }
@@ -277,38 +288,17 @@ pub(crate) async fn check(conn: &mut AnyConnection, operations: &[Operation], th
             asked.entry(department).or_insert((i, Amounts::default())).1.add(&grown);
         }
     }
-    if asked.is_empty() {
-        return Ok(());
-    }
     for (department, (first, amounts)) in asked {
         let limits = limits_of(conn, &department).await?;
         if limits == Limits::default() {
             continue;
         }
-        let before = requested(conn, &department, this).await?;
-        let used = in_use(conn, &department).await?;
-        let mut total = used;
-        total.add(&before);
-        total.add(&amounts);
-        if let Some((what, limit, total)) = limits.exceeded(&total) {
+        let (others, used) = (requested(conn, &department, this).await?, in_use(conn, &department).await?);
+        if let Some(excess) = limits.exceeded(&used, &others, &amounts) {
             let name = group_name(conn, &department).await?;
-            let pick = |a: &Amounts| match what {
-                "VMs" => a.vms,
-                "vCPUs" => a.vcpus,
-                "MiB of memory" => a.memory_mib,
-                _ => a.disk_gib,
-            };
-            return Err(ValidationError::new(
-                format!("operations[{first}]"),
-                format!(
-                    "department {name} would have {total} {what}, over its quota of {limit}: {} in use, {} asked \
-                     for by its other open changes, {} by this one",
-                    pick(&used),
-                    pick(&before),
-                    pick(&amounts)
-                ),
-            )
-            .into());
+            return Err(
+                ValidationError::new(format!("operations[{first}]"), format!("department {name} {excess}")).into()
+            );
         }
     }
     Ok(())

@@ -445,9 +445,7 @@ async fn get_department(
     State(db): State<Db>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DepartmentInput>> {
-    tollgate_control::inventory::ci_of(&db, &id, tollgate_workflows::cmdb::CiKind::Service).await?;
-    let mut conn = db.pool().acquire().await.map_err(tollgate_workflows::error::StoreError::from)?;
-    Ok(Json(DepartmentInput { group_id: tollgate_workflows::quota::department_of(&mut conn, &id).await? }))
+    Ok(Json(DepartmentInput { group_id: tollgate_workflows::quota::department(&db, &id).await? }))
 }
 
 /// Set the department owning a business service.

@@ -655,17 +655,7 @@ impl Executor {
                     Outcome::Domain { domain } => domain,
                     other => return Ok(Err(format!("unexpected answer reading {vm}: {other:?}"))),
                 };
-                let want_running = ci.state == "running";
-                let mut wrong = Vec::new();
-                if want_running != (domain.state == PowerState::Running) {
-                    wrong.push(format!("it is {:?}, the inventory says {}", domain.state, ci.state));
-                }
-                if ci.vcpus.is_some_and(|v| v != i64::from(domain.vcpus)) {
-                    wrong.push(format!("{} vCPUs, the inventory says {:?}", domain.vcpus, ci.vcpus));
-                }
-                if ci.memory_mib.is_some_and(|m| m != domain.memory.current_mib() as i64) {
-                    wrong.push(format!("{} MiB, the inventory says {:?}", domain.memory.current_mib(), ci.memory_mib));
-                }
+                let mut wrong = crate::reconcile::differences(&ci, &domain);
                 if domain.vm_id.as_deref() != Some(ci.id.as_str()) {
                     wrong.push("the domain does not carry this VM's id".into());
                 }

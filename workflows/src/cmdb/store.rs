@@ -99,6 +99,15 @@ pub async fn get_ci(db: &Db, id: &str) -> StoreResult<Ci> {
     fetch_ci(&mut conn, id).await?.ok_or_else(|| StoreError::not_found("CI", id))
 }
 
+/// The CI with `id`, which must be of `kind` (a validation error on `id` otherwise).
+pub async fn get_ci_of_kind(db: &Db, id: &str, kind: CiKind) -> StoreResult<Ci> {
+    let ci = get_ci(db, id).await?;
+    if ci.kind != kind {
+        return Err(ValidationError::new("id", format!("{id} is a {}, not a {kind}", ci.kind)).into());
+    }
+    Ok(ci)
+}
+
 /// Filters for [`list_cis`].
 #[derive(Debug, Clone, Default)]
 pub struct CiQuery {

@@ -58,10 +58,6 @@ impl Bucket {
         self.sum / self.count as f64
     }
 
-    fn add(&mut self, v: f64) {
-        self.merge(&Bucket { start: self.start, min: v, max: v, sum: v, count: 1 });
-    }
-
     fn merge(&mut self, other: &Bucket) {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -150,31 +146,28 @@ impl Gatherer {
         &mut self.series[slot].1
     }
 
+    /// Adds `b` to the series' buckets: into the last one when it starts where `b` does, else after it.
+    fn join(buckets: &mut Vec<Bucket>, b: Bucket) {
+        match buckets.last_mut() {
+            Some(last) if last.start == b.start => last.merge(&b),
+            _ => buckets.push(b),
+        }
+    }
+
     fn points(&mut self, series: i64, points: &[(i64, f64)]) {
         let (resolution, range) = (self.resolution, self.range);
         let buckets = self.buckets(series);
-        for &(t, v) in points {
-            if t < range.0 || t > range.1 {
-                continue;
-            }
+        for &(t, v) in points.iter().filter(|(t, _)| (range.0..=range.1).contains(t)) {
             let start = t.div_euclid(resolution) * resolution;
-            match buckets.last_mut() {
-                Some(last) if last.start == start => last.add(v),
-                _ => buckets.push(Bucket { start, min: v, max: v, sum: v, count: 1 }),
-            }
+            Self::join(buckets, Bucket { start, min: v, max: v, sum: v, count: 1 });
         }
     }
 
     /// A bucket of a rollup row, at this gatherer's resolution or finer (it joins the one it falls in).
     fn bucket(&mut self, series: i64, mut b: Bucket) {
         b.start = b.start.div_euclid(self.resolution) * self.resolution;
-        if b.start < self.range.0 || b.start > self.range.1 {
-            return;
-        }
-        let buckets = self.buckets(series);
-        match buckets.last_mut() {
-            Some(last) if last.start == b.start => last.merge(&b),
-            _ => buckets.push(b),
+        if (self.range.0..=self.range.1).contains(&b.start) {
+            Self::join(self.buckets(series), b);
         }
     }
 
@@ -186,10 +179,7 @@ impl Gatherer {
             }
             let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
             for b in buckets {
-                match merged.last_mut() {
-                    Some(last) if last.start == b.start => last.merge(&b),
-                    _ => merged.push(b),
-                }
+                Self::join(&mut merged, b);
             }
             (id, merged)
         })
@@ -370,10 +360,7 @@ pub async fn prune(db: &Db, now_ns: i64, retention: Retention) -> StoreResult<Pr
                 hours.sort_by_key(|b| b.start);
                 let mut merged: Vec<Bucket> = Vec::with_capacity(hours.len());
                 for h in hours {
-                    match merged.last_mut() {
-                        Some(last) if last.start == h.start => last.merge(&h),
-                        _ => merged.push(h),
-                    }
+                    Gatherer::join(&mut merged, h);
                 }
                 (series, day, pack(day, HOUR_NS, &merged))
             })
