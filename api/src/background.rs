@@ -17,20 +17,20 @@ use tollgate_workflows::Db;
 use tollgate_workflows::{approval, incident};
 
 /// The ticks of a loop: every `period` (a late tick delays the next), until shutdown.
-struct Ticks {
+pub(crate) struct Ticks {
     tick: tokio::time::Interval,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Ticks {
-    fn new(period: Duration, shutdown: watch::Receiver<bool>) -> Ticks {
+    pub(crate) fn new(period: Duration, shutdown: watch::Receiver<bool>) -> Ticks {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ticks { tick, shutdown }
     }
 
     /// Waits for the next tick: `false` once shutdown is asked for.
-    async fn next(&mut self) -> bool {
+    pub(crate) async fn next(&mut self) -> bool {
         tokio::select! {
             _ = self.tick.tick() => true,
             _ = self.shutdown.wait_for(|stop| *stop) => false,
@@ -87,6 +87,56 @@ pub fn spawn_self_metrics(
             }
             if let Err(e) = store.write(&points, at).await {
                 tracing::warn!(error = %e, "this machine's metrics were not stored; trying again next round");
+            }
+        }
+    })
+}
+
+/// Every `interval`: the simulated hosts' per-VM figures into the store, as a host agent reads its VMs' from
+/// libvirt (`vm` measurement, tags vm, host, cluster), plus `simulated=true` so they are never taken for a
+/// real host's. They are what the demo fleet's charts and rightsizing read.
+pub fn spawn_sim_metrics(
+    store: MetricStore,
+    db: Db,
+    fleet: Arc<tollgate_control::hypervisor::sim::SimFleet>,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use tollgate_workflows::cmdb::{CiKind, Hypervisor as Kind};
+    tokio::spawn(async move {
+        let mut readers: std::collections::HashMap<String, tollgate_collector::vm::VmReader> = Default::default();
+        let mut ticks = Ticks::new(interval, shutdown);
+        while ticks.next().await {
+            let hosts = match tollgate_control::inventory::all_of(&db, CiKind::Host).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the simulated hosts; trying again next round");
+                    continue;
+                }
+            };
+            let clusters: std::collections::HashMap<String, String> =
+                match tollgate_control::inventory::all_of(&db, CiKind::Cluster).await {
+                    Ok(c) => c.into_iter().map(|c| (c.id, c.name)).collect(),
+                    Err(_) => Default::default(),
+                };
+            let at = db.clock().now_nanos();
+            let mut points = Vec::new();
+            for host in hosts.iter().filter(|h| h.hypervisor == Some(Kind::Simulated)) {
+                let sim = fleet.host(&host.name, tollgate_control::simulated::SIM_IMAGES);
+                let reader = readers.entry(host.name.clone()).or_default();
+                let Ok(readings) = reader.collect(&sim) else { continue };
+                let mut tags =
+                    vec![("host".to_owned(), host.name.clone()), ("simulated".to_owned(), "true".to_owned())];
+                if let Some(c) = host.parent_id.as_ref().and_then(|p| clusters.get(p)) {
+                    tags.push(("cluster".to_owned(), c.clone()));
+                }
+                points.extend(readings.into_iter().map(|r| r.into_point(&tags, at)));
+            }
+            if points.is_empty() {
+                continue;
+            }
+            if let Err(e) = store.write(&points, at).await {
+                tracing::warn!(error = %e, "the simulated fleet's figures were not stored; trying again next round");
             }
         }
     })

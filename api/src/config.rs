@@ -19,6 +19,8 @@ pub struct Config {
     pub incident: IncidentConfig,
     pub metrics: MetricsConfig,
     pub control: ControlConfig,
+    pub web: WebConfig,
+    pub email: EmailConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
 }
@@ -175,6 +177,71 @@ impl MetricsConfig {
             raw_ns: hours(self.raw_retention_hours),
             minutes_ns: hours(self.minute_retention_days.saturating_mul(24)),
             hours_ns: hours(self.hour_retention_days.saturating_mul(24)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Where people reach the server, for links in emails; empty: `http://` and the listen address.
+    pub public_url: String,
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { public_url: String::new(), session_ttl_secs: 12 * 3600 }
+    }
+}
+
+impl WebConfig {
+    /// The public base URL, without a trailing slash.
+    pub fn base_url(&self, listen: SocketAddr) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{listen}")
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `outbox` (one .eml file per message in `outbox_dir`), `smtp`, or `off`.
+    pub transport: String,
+    /// Folder of the outbox transport; empty: `outbox` in the data folder.
+    pub outbox_dir: PathBuf,
+    /// The SMTP relay.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `starttls` (required), `tls` (implicit TLS, port 465) or `none` (loopback relays only).
+    pub smtp_security: String,
+    pub smtp_username: String,
+    pub smtp_password: Option<Secret>,
+    /// The sender of every email.
+    pub from: String,
+    /// How often notifications waiting to be emailed are sent.
+    pub interval_secs: u64,
+    /// How long an approval link in an email works.
+    pub link_ttl_hours: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            transport: "outbox".to_owned(),
+            outbox_dir: PathBuf::new(),
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_security: "starttls".to_owned(),
+            smtp_username: String::new(),
+            smtp_password: None,
+            from: "Tollgate <tollgate@localhost>".to_owned(),
+            interval_secs: 5,
+            link_ttl_hours: 72,
         }
     }
 }
@@ -355,6 +422,31 @@ impl Config {
         }
         if self.metrics.forward_buffer_bytes < 65_536 {
             return bad("metrics.forward_buffer_bytes", "must be at least 65536");
+        }
+        let public = &self.web.public_url;
+        if !(public.is_empty() || public.starts_with("http://") || public.starts_with("https://")) {
+            return bad("web.public_url", "must be empty or an http:// or https:// URL");
+        }
+        if self.web.session_ttl_secs < 60 || self.web.session_ttl_secs > self.auth.max_token_ttl_secs {
+            return bad("web.session_ttl_secs", "must be between 60 and auth.max_token_ttl_secs");
+        }
+        match self.email.transport.as_str() {
+            "outbox" | "off" => {}
+            "smtp" if self.email.smtp_host.is_empty() => return bad("email.smtp_host", "is needed for smtp"),
+            "smtp" => {}
+            _ => return bad("email.transport", "must be outbox, smtp or off"),
+        }
+        if !["starttls", "tls", "none"].contains(&self.email.smtp_security.as_str()) {
+            return bad("email.smtp_security", "must be starttls, tls or none");
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad("email.from", "must be an address, e.g. \"Tollgate <tollgate@example.com>\"");
+        }
+        if self.email.interval_secs == 0 || self.email.interval_secs > 3600 {
+            return bad("email.interval_secs", "must be between 1 and 3600");
+        }
+        if self.email.link_ttl_hours == 0 || self.email.link_ttl_hours > 24 * 31 {
+            return bad("email.link_ttl_hours", "must be between 1 and 744");
         }
         if let Some(p) = &self.bootstrap.admin_password {
             if let Err(e) = tollgate_workflows::accounts::Password::parse("bootstrap.admin_password", p.expose()) {

@@ -16,17 +16,21 @@
 //! - [`metrics`] — the server's Prometheus registry and request tracking.
 //! - [`state`] — the application state.
 //! - [`telemetry`] — logging setup.
+//! - [`web`] — the web dashboard: pages from `templates/web`, sessions, CSRF, signed approval links.
+//! - [`mail`] — emailing notifications (lettre: an outbox folder, or SMTP).
 
 pub mod auth;
 pub mod background;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod web;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -70,6 +74,7 @@ pub fn state(config: &Config, db: Db) -> AppState {
         forwarder: forwarder(config),
         alerts: Default::default(),
         sim_fleet: tollgate_control::hypervisor::sim::SimFleet::new(),
+        web: Arc::new(web::Web::new(config)),
         db,
         metrics: Arc::new(Metrics::new()),
         tokens: TokenPolicy {
@@ -121,6 +126,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> (Router, utoipa::openapi::
             }),
         )
         .merge(routes::operational())
+        .merge(web::routes(state.clone()))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))

@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     tollgate_api::telemetry::init(&config.log.filter);
     let db = tollgate_api::open_store(&config, Clock::system()).await?;
     let bootstrap = config
@@ -164,11 +164,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if config.web.public_url.is_empty() {
+        // Links in emails name the address actually bound (a configured port 0 is a real port by now).
+        config.web.public_url = format!("http://{addr}");
+    }
+    tollgate_api::web::render::global().check().map_err(|e| anyhow::anyhow!("the web templates are broken: {e}"))?;
+    let mailer =
+        tollgate_api::mail::Mailer::new(&config.email, &config.server.data_dir).context("cannot set up email")?;
     let state = tollgate_api::state(&config, db.clone());
+    let mail_state = state.clone();
     let points = state.points.clone();
     let (policy, alert_totals) = (state.incidents.clone(), state.alerts.clone());
     let (executor_policy, sim_fleet) = (state.incidents.clone(), state.sim_fleet.clone());
     let reconcile_policy = state.incidents.clone();
+    let sim_metrics = (config.metrics.self_interval_secs > 0).then(|| {
+        tollgate_api::background::spawn_sim_metrics(
+            state.points.clone(),
+            db.clone(),
+            state.sim_fleet.clone(),
+            Duration::from_secs(config.metrics.self_interval_secs),
+            stop_rx.clone(),
+        )
+    });
     let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
     print_banner(&config, addr, db.engine(), created.as_ref(), password_set_by_config);
     if demo_hosts > 0 {
@@ -179,7 +197,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!();
     }
     tracing::info!(%addr, engine = db.engine().name(), "serving");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let timers = tollgate_api::background::spawn_timers(
         db.clone(),
         Duration::from_secs(config.incident.sla_check_interval_secs),
@@ -213,6 +230,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         (Duration::from_millis(config.control.tick_millis), Duration::from_secs(config.control.reconcile_secs)),
         stop_tx.subscribe(),
     );
+    let mail = mailer.map(|m| {
+        tollgate_api::mail::spawn_mailer(
+            m,
+            mail_state,
+            Duration::from_secs(config.email.interval_secs),
+            stop_tx.subscribe(),
+        )
+    });
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -222,7 +247,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = upkeep.await;
     let _ = alerts.await;
     let _ = executor.await;
-    if let Some(task) = self_metrics {
+    for task in [self_metrics, sim_metrics, mail].into_iter().flatten() {
         let _ = task.await;
     }
     db.close().await;
@@ -248,7 +273,9 @@ fn print_banner(
     println!("Tollgate {} is running.", env!("CARGO_PKG_VERSION"));
     println!("  API:       {base}/api/v1   (OpenAPI document: {base}/api/v1/openapi.json)");
     println!("  Health:    {base}/healthz  {base}/readyz   Metrics: {base}/metrics");
+    println!("  Dashboard: {}/   (sign in in the browser with the account below)", config.web.base_url(addr));
     println!("  Database:  {database}");
+    println!("  Email:     {}", tollgate_api::mail::Mailer::describe(&config.email, &config.server.data_dir));
     match created {
         Some(_) if password_set_by_config => {
             println!("  Sign in:   user \"admin\" with the password from bootstrap.admin_password")

@@ -28,6 +28,8 @@ pub struct AppState {
     pub alerts: Arc<tollgate_workflows::alert::EvaluatorTotals>,
     /// The simulated hosts' hypervisors (the demo fleet), served inside the server.
     pub sim_fleet: Arc<tollgate_control::hypervisor::sim::SimFleet>,
+    /// The web dashboard's signer and settings.
+    pub web: Arc<crate::web::Web>,
 }
 
 impl FromRef<AppState> for Arc<tollgate_workflows::alert::EvaluatorTotals> {

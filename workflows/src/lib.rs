@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod quota;
+pub mod signing;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

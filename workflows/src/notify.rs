@@ -160,3 +160,90 @@ pub async fn mark_read(db: &Db, ctx: &AuditContext, user_id: &str, id: &str) -> 
     tx.commit().await?;
     Ok(())
 }
+
+/// A notification waiting to be emailed, with its recipient's address (none: the account has no email).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub notification: Notification,
+    pub recipient_id: String,
+    pub username: String,
+    pub email: Option<String>,
+    /// Earlier attempts that failed.
+    pub attempts: i64,
+}
+
+#[derive(FromRow)]
+struct DeliveryRow {
+    id: String,
+    kind: String,
+    entity_type: String,
+    entity_id: String,
+    subject: String,
+    created_at: i64,
+    read_at: Option<i64>,
+    recipient_id: String,
+    username: String,
+    email: Option<String>,
+    delivery_attempts: i64,
+}
+
+/// Up to `limit` notifications not yet emailed, oldest first.
+pub async fn undelivered(db: &Db, limit: i64) -> StoreResult<Vec<Delivery>> {
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "SELECT n.id, n.kind, n.entity_type, n.entity_id, n.subject, n.created_at, n.read_at, n.recipient_id, \
+         u.username, u.email, n.delivery_attempts FROM notifications n JOIN users u ON u.id = n.recipient_id \
+         WHERE n.delivered_at IS NULL ORDER BY n.created_at, n.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let notification = Notification::try_from(NotificationRow {
+                id: r.id,
+                kind: r.kind,
+                entity_type: r.entity_type,
+                entity_id: r.entity_id,
+                subject: r.subject,
+                created_at: r.created_at,
+                read_at: r.read_at,
+            })?;
+            Ok(Delivery {
+                notification,
+                recipient_id: r.recipient_id,
+                username: r.username,
+                email: r.email,
+                attempts: r.delivery_attempts,
+            })
+        })
+        .collect()
+}
+
+/// Records that a notification was emailed (or that there is nothing to send it to, or that it was given
+/// up on): the mailer does not take it again.
+pub async fn mark_delivered(db: &Db, id: &str) -> StoreResult<()> {
+    let ctx = AuditContext::system("mailer");
+    let mut tx = db.write_rows(&ctx).await?;
+    sqlx::query("UPDATE notifications SET delivered_at = $1 WHERE id = $2 AND delivered_at IS NULL")
+        .bind(to_millis(tx.now()))
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}
+
+/// Counts a failed attempt to email a notification; it is tried again on the mailer's next round.
+pub async fn delivery_failed(db: &Db, id: &str) -> StoreResult<i64> {
+    let ctx = AuditContext::system("mailer");
+    let mut tx = db.write_rows(&ctx).await?;
+    sqlx::query("UPDATE notifications SET delivery_attempts = delivery_attempts + 1 WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT delivery_attempts FROM notifications WHERE id = $1")
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}

@@ -20,3 +20,4 @@ mod operational;
 mod processes;
 mod sla;
 mod support;
+mod web;

@@ -16,6 +16,8 @@ pub const USER_PASSWORD: &str = "user-password-for-tests";
 
 pub struct TestApp {
     pub router: Router,
+    /// The application state the router runs on (for the mailer, which runs beside the router).
+    pub state: tollgate_api::state::AppState,
     pub db: Db,
     pub admin_token: String,
     /// The database the app runs on; declared last so the pool closes before a PostgreSQL database is dropped.
@@ -91,8 +93,8 @@ pub async fn spawn_app_with_clock(clock: Clock) -> TestApp {
     tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
     let config = tollgate_api::config::Config::default();
     let state = tollgate_api::state(&config, db.clone());
-    let (router, _) = tollgate_api::app(state, config.server.max_body_bytes);
-    let mut app = TestApp { router, db, admin_token: String::new(), database };
+    let (router, _) = tollgate_api::app(state.clone(), config.server.max_body_bytes);
+    let mut app = TestApp { router, state, db, admin_token: String::new(), database };
     app.admin_token = app.sign_in("admin", ADMIN_PASSWORD).await;
     app
 }

@@ -56,6 +56,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (22, "jobs", include_str!("../../migrations/sqlite/0022_jobs.sql")),
     (23, "placement_strategies", include_str!("../../migrations/sqlite/0023_placement_strategies.sql")),
     (24, "department_quotas", include_str!("../../migrations/sqlite/0024_department_quotas.sql")),
+    (25, "web_and_email", include_str!("../../migrations/sqlite/0025_web_and_email.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -82,6 +83,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (22, "jobs", include_str!("../../migrations/postgres/0022_jobs.sql")),
     (23, "placement_strategies", include_str!("../../migrations/postgres/0023_placement_strategies.sql")),
     (24, "department_quotas", include_str!("../../migrations/postgres/0024_department_quotas.sql")),
+    (25, "web_and_email", include_str!("../../migrations/postgres/0025_web_and_email.sql")),
 ];
 
 /// The migrator for `engine`.
