@@ -17,8 +17,10 @@ pub struct Span {
     pub resolution_ns: i64,
 }
 
-/// The last 24 hours from the per-minute rollups, and the last 7 days from the per-hour ones.
-pub const SPANS: [Span; 2] = [
+/// The last hour and the last 24 hours from the per-minute rollups, and the last 7 days from the per-hour
+/// ones.
+pub const SPANS: [Span; 3] = [
+    Span { label: "last hour", ns: 3600 * 1_000_000_000, resolution_ns: MINUTE_NS },
     Span { label: "last 24 h", ns: 24 * 3600 * 1_000_000_000, resolution_ns: MINUTE_NS },
     Span { label: "last 7 days", ns: 7 * 24 * 3600 * 1_000_000_000, resolution_ns: HOUR_NS },
 ];

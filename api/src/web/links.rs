@@ -159,6 +159,7 @@ pub struct LinkQuery {
 pub async fn confirm_page(
     State(state): State<AppState>,
     axum::Extension(csrf): axum::Extension<session::CsrfCookie>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<LinkQuery>,
 ) -> WebResult<Response> {
     let (link, _, change) = match check(&state, &q.t).await? {
@@ -167,7 +168,7 @@ pub async fn confirm_page(
     };
     let (view, _) = super::changes::decision_view(&state.db, &change, "").await?;
     let approver = accounts::get_user(&state.db, &link.approver_id).await?;
-    let token = session::csrf_token(&state, &csrf.0, "").await?;
+    let token = session::page_token(&state, &csrf, &headers).await?;
     Ok(render::page(
         "email_approval",
         &json!({"title": format!("{} {}", decision_word(link.decision), change.reference), "user": null, "csrf": token,

@@ -92,6 +92,11 @@ pub async fn csrf_token(state: &AppState, cookie: &str, session: &str) -> WebRes
     state.web.signer.sign(&state.db, &["csrf", cookie, session]).await
 }
 
+/// The CSRF token for the forms of a page shown to this request, signed in or not.
+pub async fn page_token(state: &AppState, csrf: &CsrfCookie, headers: &HeaderMap) -> WebResult<String> {
+    csrf_token(state, &csrf.0, cookie(headers, SESSION).unwrap_or("")).await
+}
+
 fn random_hex() -> Result<String, WebError> {
     let mut b = [0u8; 32];
     getrandom::getrandom(&mut b)
@@ -225,9 +230,10 @@ fn local_path(next: Option<&str>) -> String {
 pub async fn login_page(
     State(state): State<AppState>,
     axum::Extension(csrf): axum::Extension<CsrfCookie>,
+    headers: HeaderMap,
     Query(q): Query<NextQuery>,
 ) -> WebResult<Response> {
-    let token = csrf_token(&state, &csrf.0, "").await?;
+    let token = page_token(&state, &csrf, &headers).await?;
     Ok(render::page(
         "login",
         &json!({"title": "Sign in", "csrf": token, "user": null, "back": false, "error": null,
@@ -269,7 +275,7 @@ pub async fn login(
             Ok(response)
         }
         Err(SignInError::BadCredentials) => {
-            let token = csrf_token(&state, &csrf.0, "").await?;
+            let token = page_token(&state, &csrf, &headers).await?;
             let shown: String = form.username.chars().take(64).collect();
             let mut page = render::page(
                 "login",

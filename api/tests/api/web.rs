@@ -393,7 +393,9 @@ async fn approval_emails_carry_links_that_work_once_and_never_for_an_edited_chan
     assert!(eml.contains("multipart/alternative") && eml.contains("text/plain") && eml.contains("text/html"), "{eml}");
     let approve = link_in(eml, "Approve");
 
+    // Whoever is signed in on the browser (here the requester), the link acts for the approver it names.
     let mut browser = Browser::new(&w.app);
+    browser.sign_in("rita", USER_PASSWORD).await;
     let confirm = browser.get(&approve).await;
     assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.html);
     confirm.assert_shows("Approve CHG-000001?").assert_shows("petra");
