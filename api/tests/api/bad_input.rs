@@ -257,10 +257,14 @@ async fn bad_query_values_are_refused_with_a_4xx() {
 #[tokio::test]
 async fn an_unknown_route_is_a_404_in_the_error_shape() {
     let app = spawn_app().await;
-    for path in ["/", "/api", "/api/v2/cis", "/api/v1/spaceships", "/api/v1/cis/a/b/c", "/api/v1/cis/"] {
+    for path in ["/api", "/api/v2/cis", "/api/v1/spaceships", "/api/v1/cis/a/b/c", "/api/v1/cis/"] {
         let r = app.get(path, &app.admin_token).await;
         r.assert_error(StatusCode::NOT_FOUND, "not_found");
     }
+    // The root is the web dashboard's front door.
+    let r = app.get("/", &app.admin_token).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/inbox");
 }
 
 #[tokio::test]

@@ -370,6 +370,16 @@ async fn approval_emails_carry_links_that_work_once_and_never_for_an_edited_chan
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rita_id = w.app.user_id(&w.requester).await;
+    let r = w
+        .app
+        .put(
+            &format!("/api/v1/users/{rita_id}"),
+            &w.app.admin_token,
+            json!({"display_name": "Rita", "email": "rita@example.com", "roles": ["requester"], "disabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let outbox = tempfile::tempdir().unwrap();
     let config = tollgate_api::config::EmailConfig { outbox_dir: outbox.path().to_owned(), ..Default::default() };
     let mailer = tollgate_api::mail::Mailer::new(&config, outbox.path()).unwrap().unwrap();
@@ -405,6 +415,17 @@ async fn approval_emails_carry_links_that_work_once_and_never_for_an_edited_chan
     assert_eq!(done.status, StatusCode::OK, "{}", done.html);
     done.assert_shows("You approved CHG-000001");
     assert_eq!(w.state(&first).await, "approved");
+    // The requester hears of the decision by email too: the notice template, both parts.
+    mail().await;
+    let notices: Vec<String> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|m| m.contains("To: rita <rita@example.com>"))
+        .collect();
+    assert!(
+        notices.iter().any(|m| m.contains("CHG-000001") && m.contains("text/plain") && m.contains("text/html")),
+        "no notice to the requester: {notices:?}"
+    );
     // Used once: a second use is refused with a page that says so.
     let again = browser.get(&approve).await;
     assert_eq!(again.status, StatusCode::GONE);
