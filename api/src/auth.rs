@@ -106,6 +106,25 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 128).map(str::to_owned)
 }
 
+/// The roles that would grant `P` (administrator included) when `principal` holds none of them.
+pub fn missing_roles<P: Permission>(principal: &Principal) -> Option<Vec<&'static str>> {
+    let roles = P::ROLES?;
+    if principal.roles.permits(roles) {
+        return None;
+    }
+    Some(roles.iter().map(|r| r.as_str()).chain(std::iter::once("admin")).collect())
+}
+
+/// Attribution of what a request by `principal` writes, with the request id the client named.
+pub fn audit_of(principal: &Principal, headers: &axum::http::HeaderMap) -> AuditContext {
+    AuditContext {
+        actor_id: Some(principal.user_id.clone()),
+        actor: principal.username.clone(),
+        on_behalf_of: None,
+        request_id: request_id(headers),
+    }
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
@@ -136,19 +155,11 @@ where
         let principal = authenticate(&db, token)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token is unknown, expired or revoked"))?;
-        if let Some(roles) = P::ROLES {
-            if !principal.roles.permits(roles) {
-                let needed: Vec<&str> = roles.iter().map(|r| r.as_str()).chain(std::iter::once("admin")).collect();
-                return Err(ApiError::forbidden(format!("this needs one of the roles: {}", needed.join(", ")))
-                    .with_details(serde_json::json!({ "required_roles": needed })));
-            }
+        if let Some(needed) = missing_roles::<P>(&principal) {
+            return Err(ApiError::forbidden(format!("this needs one of the roles: {}", needed.join(", ")))
+                .with_details(serde_json::json!({ "required_roles": needed })));
         }
-        let audit = AuditContext {
-            actor_id: Some(principal.user_id.clone()),
-            actor: principal.username.clone(),
-            on_behalf_of: None,
-            request_id: request_id(&parts.headers),
-        };
+        let audit = audit_of(&principal, &parts.headers);
         Ok(Authorized { principal, audit, _permission: PhantomData })
     }
 }

@@ -174,13 +174,8 @@ pub struct Delivery {
 
 #[derive(FromRow)]
 struct DeliveryRow {
-    id: String,
-    kind: String,
-    entity_type: String,
-    entity_id: String,
-    subject: String,
-    created_at: i64,
-    read_at: Option<i64>,
+    #[sqlx(flatten)]
+    notification: NotificationRow,
     recipient_id: String,
     username: String,
     email: Option<String>,
@@ -199,17 +194,8 @@ pub async fn undelivered(db: &Db, limit: i64) -> StoreResult<Vec<Delivery>> {
     .await?;
     rows.into_iter()
         .map(|r| {
-            let notification = Notification::try_from(NotificationRow {
-                id: r.id,
-                kind: r.kind,
-                entity_type: r.entity_type,
-                entity_id: r.entity_id,
-                subject: r.subject,
-                created_at: r.created_at,
-                read_at: r.read_at,
-            })?;
             Ok(Delivery {
-                notification,
+                notification: Notification::try_from(r.notification)?,
                 recipient_id: r.recipient_id,
                 username: r.username,
                 email: r.email,

@@ -1,7 +1,7 @@
 //! Administration: users (and adding one), groups, approval policies, alert rules and freeze windows (and
 //! adding them).
 
-use super::{base, when, with, WebError, WebResult, WebUser};
+use super::{base, moment, when, with, WebError, WebResult, WebUser};
 use crate::auth::{ManageAccounts, ManageProcesses, ReadAccounts};
 use crate::state::AppState;
 use axum::extract::State;
@@ -113,13 +113,6 @@ pub async fn create_user(
     };
     accounts::create_user(&state.db, &user.audit, new).await?;
     Ok(Redirect::to("/admin"))
-}
-
-fn moment(field: &str, text: &str) -> Result<time::OffsetDateTime, ValidationError> {
-    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
-    time::PrimitiveDateTime::parse(text.trim(), f)
-        .map(time::PrimitiveDateTime::assume_utc)
-        .map_err(|_| ValidationError::new(field, "must be a date and time, e.g. 2026-12-24T00:00 (UTC)"))
 }
 
 #[derive(Deserialize)]

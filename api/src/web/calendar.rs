@@ -58,9 +58,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser, Query(q): Query<
     let freezes =
         freeze::list_freezes(&state.db, &FreezeQuery { overlapping: Some(span), ..Default::default() }, many).await?;
     let mut conflicted = std::collections::BTreeSet::new();
-    for c in changes.items.iter().filter(|c| {
-        !["completed", "closed", "cancelled", "rejected", "failed", "rolled_back"].contains(&c.state.as_str())
-    }) {
+    for c in changes.items.iter().filter(|c| super::changes::live(c)) {
         if !change::conflicts_of(&state.db, &c.id).await?.is_empty() {
             conflicted.insert(c.id.clone());
         }

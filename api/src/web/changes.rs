@@ -176,6 +176,11 @@ pub async fn decision_view(db: &Db, c: &Change, username: &str) -> WebResult<(Va
     Ok((view, may_vote))
 }
 
+/// True while a change may still move on its own (its page keeps refreshing its progress).
+pub fn live(c: &Change) -> bool {
+    !["completed", "rolled_back", "failed", "closed", "cancelled", "rejected"].contains(&c.state.as_str())
+}
+
 /// The execution progress of a change: its latest job.
 pub fn job_view(job: Option<&Job>) -> Value {
     match job {
@@ -254,7 +259,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser, Path(id): Path<S
             json!({
                 "change": view,
                 "job": job_view(jobs.first()),
-                "live": !["completed", "rolled_back", "failed", "closed", "cancelled", "rejected"].contains(&c.state.as_str()),
+                "live": live(&c),
                 "events": events,
                 "overridden": overridden,
                 "review": c.review,
@@ -276,32 +281,19 @@ pub async fn progress(State(state): State<AppState>, user: WebUser, Path(id): Pa
     Ok(super::render::page(
         "progress",
         &json!({"job": job_view(jobs.first()), "change": summary(&c),
-                "live": !["completed", "rolled_back", "failed", "closed", "cancelled", "rejected"].contains(&c.state.as_str())}),
+                "live": live(&c)}),
     ))
-}
-
-#[derive(Deserialize)]
-pub struct EventForm {
-    event: String,
-    comment: Option<String>,
-    review: Option<String>,
 }
 
 pub async fn event(
     State(state): State<AppState>,
     user: WebUser,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<EventForm>,
+    axum::Form(form): axum::Form<super::EventForm>,
 ) -> WebResult<Redirect> {
     user.require::<ReadFleet>()?;
-    if form.event.len() > 64 {
-        return Err(WebError::bad_request("no such event"));
-    }
-    let e = ChangeEvent {
-        event: form.event,
-        comment: form.comment.filter(|c| !c.trim().is_empty()),
-        review: form.review.filter(|r| !r.trim().is_empty()),
-    };
+    let (event, comment, review) = form.checked()?;
+    let e = ChangeEvent { event, comment, review };
     let actor = change::person(&user.principal.roles);
     change::fire_change(&state.db, &user.audit, &id, &actor, e).await?;
     Ok(Redirect::to(&format!("/changes/{id}")))

@@ -81,7 +81,6 @@ pub async fn tree(State(state): State<AppState>, user: WebUser) -> WebResult<Res
         .iter()
         .map(|r| json!({"id": r.id, "name": r.name, "datacenters": dcs.get(&r.id).unwrap_or(&none).iter().map(dc_view).collect::<Vec<_>>()}))
         .collect();
-    // Hosts straight under a cluster-less parent, or VMs whose host is gone, still show.
     let suggestions = rightsizing(db, now, 7, 20.0).await?;
     Ok(super::render::page(
         "fleet",

@@ -1,12 +1,11 @@
 //! The incident board (open incidents by priority, each with its SLA countdown, breached ones marked) and
 //! the incident page (its CIs, its changes, its history, and the process's events as buttons).
 
-use super::{base, span, when, with, WebError, WebResult, WebUser};
+use super::{base, span, when, with, WebResult, WebUser};
 use crate::auth::ReadFleet;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::{Redirect, Response};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tollgate_workflows::incident::{self, Incident, IncidentEvent, IncidentQuery};
@@ -98,24 +97,16 @@ pub async fn page(State(state): State<AppState>, user: WebUser, Path(id): Path<S
     ))
 }
 
-#[derive(Deserialize)]
-pub struct EventForm {
-    event: String,
-    comment: Option<String>,
-}
-
 pub async fn event(
     State(state): State<AppState>,
     user: WebUser,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<EventForm>,
+    axum::Form(form): axum::Form<super::EventForm>,
 ) -> WebResult<Redirect> {
     user.require::<ReadFleet>()?;
-    if form.event.len() > 64 {
-        return Err(WebError::bad_request("no such event"));
-    }
-    let assignee_id = (form.event == "assign").then(|| user.principal.user_id.clone());
-    let e = IncidentEvent { event: form.event, comment: form.comment.filter(|c| !c.trim().is_empty()), assignee_id };
+    let (event, comment, _) = form.checked()?;
+    let assignee_id = (event == "assign").then(|| user.principal.user_id.clone());
+    let e = IncidentEvent { event, comment, assignee_id };
     incident::fire(&state.db, &user.audit, &id, &user.principal.roles, e).await?;
     Ok(Redirect::to(&format!("/incidents/{id}")))
 }

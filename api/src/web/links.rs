@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_workflows::approval::{self, Decision};
 use tollgate_workflows::change::{self, Change};
-use tollgate_workflows::{accounts, signing, AuditContext};
+use tollgate_workflows::{accounts, signing};
 
 /// What a link says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,15 @@ fn refusal(status: StatusCode, title: &str, message: String, change: Option<&Cha
     r
 }
 
+fn used(change: &Change) -> Response {
+    refusal(
+        StatusCode::GONE,
+        "This link has already been used",
+        format!("Each link in an approval email works once. Open {} to see where it stands.", change.reference),
+        Some(change),
+    )
+}
+
 /// Checks a link against the store: `Ok` with the link, its signature and the change, or the page to show.
 async fn check(state: &AppState, token: &str) -> WebResult<Result<(Link, String, Change), Response>> {
     let Some((link, sig)) = Link::verify(state, token).await? else {
@@ -120,12 +129,7 @@ async fn check(state: &AppState, token: &str) -> WebResult<Result<(Link, String,
         )));
     }
     if signing::link_used(&state.db, &sig).await? {
-        return Ok(Err(refusal(
-            StatusCode::GONE,
-            "This link has already been used",
-            format!("Each link in an approval email works once. Open {} to see where it stands.", change.reference),
-            Some(&change),
-        )));
+        return Ok(Err(used(&change)));
     }
     if change.revision != link.revision {
         return Ok(Err(refusal(
@@ -184,7 +188,11 @@ pub struct DecideForm {
 }
 
 /// Casts the vote the link stands for, once.
-pub async fn decide(State(state): State<AppState>, axum::Form(form): axum::Form<DecideForm>) -> WebResult<Response> {
+pub async fn decide(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<DecideForm>,
+) -> WebResult<Response> {
     let (link, sig, change) = match check(&state, &form.t).await? {
         Ok(found) => found,
         Err(page) => return Ok(page),
@@ -193,19 +201,9 @@ pub async fn decide(State(state): State<AppState>, axum::Form(form): axum::Form<
         .await?
         .ok_or_else(|| WebError::forbidden("The approver's account is disabled."))?;
     if !signing::claim_link(&state.db, &sig, &change.id).await? {
-        return Ok(refusal(
-            StatusCode::GONE,
-            "This link has already been used",
-            format!("Each link in an approval email works once. Open {} to see where it stands.", change.reference),
-            Some(&change),
-        ));
+        return Ok(used(&change));
     }
-    let ctx = AuditContext {
-        actor_id: Some(principal.user_id.clone()),
-        actor: principal.username.clone(),
-        on_behalf_of: None,
-        request_id: None,
-    };
+    let ctx = crate::auth::audit_of(&principal, &headers);
     let comment = form.comment.as_deref().filter(|c| !c.trim().is_empty());
     let voted = approval::vote_on_revision(
         &state.db,

@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use time::OffsetDateTime;
 use tollgate_workflows::StoreError;
 
@@ -161,6 +160,36 @@ impl IntoResponse for WebError {
     }
 }
 
+/// A process event fired from a page's button: its name, and the comment or review the form asked for.
+#[derive(serde::Deserialize)]
+pub struct EventForm {
+    event: String,
+    comment: Option<String>,
+    review: Option<String>,
+}
+
+impl EventForm {
+    /// The event's name and its non-blank comment and review; a name no process could have is refused.
+    pub fn checked(self) -> WebResult<(String, Option<String>, Option<String>)> {
+        if self.event.is_empty() || self.event.len() > 64 {
+            return Err(WebError::bad_request("no such event"));
+        }
+        let given = |t: Option<String>| t.filter(|t| !t.trim().is_empty());
+        Ok((self.event, given(self.comment), given(self.review)))
+    }
+}
+
+/// A date and time as a `datetime-local` field sends it, read as UTC.
+pub fn moment(field: &str, text: &str) -> Result<OffsetDateTime, tollgate_workflows::ValidationError> {
+    time::PrimitiveDateTime::parse(text.trim(), LOCAL_TIME).map(time::PrimitiveDateTime::assume_utc).map_err(|_| {
+        tollgate_workflows::ValidationError::new(field, "must be a date and time, e.g. 2026-11-27T18:00 (UTC)")
+    })
+}
+
+/// How `datetime-local` fields spell a time.
+pub const LOCAL_TIME: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+
 /// A time as the pages show it: `2026-11-27 18:40 UTC`.
 pub fn when(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -199,6 +228,3 @@ pub fn with(mut page: Value, extra: Value) -> Value {
     }
     page
 }
-
-/// The shared handle of the dashboard in the application state.
-pub type WebHandle = Arc<Web>;

@@ -66,16 +66,15 @@ impl Pages {
                 break;
             }
         }
-        // The layout is also a partial, so pages wrap themselves in it with `{{#> layout}}`.
-        if broken.is_none() {
-            if let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == "layout") {
-                if let Err(e) = registry.register_partial("layout", *text) {
-                    broken = Some(format!("layout partial: {e}"));
-                }
+        // The layout and the progress part are also partials: pages wrap themselves in the layout with
+        // `{{#> layout}}`, and the change page includes its progress part, which is also served alone.
+        for partial in ["layout", "progress"] {
+            if broken.is_some() {
+                break;
             }
-            if let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == "progress") {
-                if let Err(e) = registry.register_partial("progress", *text) {
-                    broken = Some(format!("progress partial: {e}"));
+            if let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == partial) {
+                if let Err(e) = registry.register_partial(partial, *text) {
+                    broken = Some(format!("partial {partial}: {e}"));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Request forms: a new VM, a resize, limits, a migration. Each makes a draft change request whose page
 //! shows its risk, plan and rollback before the requester submits it.
 
-use super::{base, with, WebError, WebResult, WebUser};
+use super::{base, moment, with, WebError, WebResult, WebUser};
 use crate::auth::RequestChanges;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 use tollgate_control::inventory;
 use tollgate_control::simulated::SIM_IMAGES;
 use tollgate_workflows::change::{self, ChangeKind, ChangeSpec, Operation};
@@ -27,11 +26,8 @@ const FORMS: [(&str, &str); 4] = [
     ("migrate", "Migrate a VM"),
 ];
 
-const LOCAL: &[time::format_description::FormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]");
-
 fn local(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(LOCAL).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC).format(super::LOCAL_TIME).unwrap_or_default()
 }
 
 fn options(cis: &[tollgate_workflows::cmdb::Ci]) -> Vec<Value> {
@@ -132,12 +128,6 @@ fn required<'a>(field: &str, text: &'a str) -> Result<&'a str, ValidationError> 
     } else {
         Ok(t)
     }
-}
-
-fn moment(field: &str, text: &str) -> Result<OffsetDateTime, ValidationError> {
-    PrimitiveDateTime::parse(text.trim(), LOCAL)
-        .map(PrimitiveDateTime::assume_utc)
-        .map_err(|_| ValidationError::new(field, "must be a date and time, e.g. 2026-11-27T18:00 (UTC)"))
 }
 
 impl RequestForm {

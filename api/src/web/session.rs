@@ -176,12 +176,9 @@ pub struct WebUser {
 impl WebUser {
     /// Refuses with a page unless the person holds one of `roles` (or is an administrator).
     pub fn require<P: crate::auth::Permission>(&self) -> WebResult<()> {
-        match P::ROLES {
-            Some(roles) if !self.principal.roles.permits(roles) => {
-                let names: Vec<&str> = roles.iter().map(|r| r.as_str()).chain(["admin"]).collect();
-                Err(WebError::forbidden(format!("This needs one of the roles: {}.", names.join(", "))))
-            }
-            _ => Ok(()),
+        match crate::auth::missing_roles::<P>(&self.principal) {
+            Some(needed) => Err(WebError::forbidden(format!("This needs one of the roles: {}.", needed.join(", ")))),
+            None => Ok(()),
         }
     }
 }
@@ -204,12 +201,7 @@ impl FromRequestParts<AppState> for WebUser {
         };
         let csrf_cookie = parts.extensions.get::<CsrfCookie>().map(|c| c.0.clone()).unwrap_or_default();
         let csrf = csrf_token(state, &csrf_cookie, token).await.map_err(IntoResponse::into_response)?;
-        let audit = AuditContext {
-            actor_id: Some(principal.user_id.clone()),
-            actor: principal.username.clone(),
-            on_behalf_of: None,
-            request_id: crate::auth::request_id(&parts.headers),
-        };
+        let audit = crate::auth::audit_of(&principal, &parts.headers);
         Ok(WebUser { principal, audit, csrf })
     }
 }

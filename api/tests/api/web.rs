@@ -355,31 +355,22 @@ fn link_in(eml: &str, which: &str) -> String {
     url[url.find("/email/").unwrap()..].to_owned()
 }
 
+/// Gives the user `token` belongs to an email address, keeping them to their one `role`.
+async fn give_email(app: &TestApp, token: &str, role: &str, email: &str) {
+    let id = app.user_id(token).await;
+    let name = email.split('@').next().unwrap();
+    let body = json!({"display_name": name, "email": email, "roles": [role], "disabled": false});
+    let r = app.put(&format!("/api/v1/users/{id}"), &app.admin_token, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn approval_emails_carry_links_that_work_once_and_never_for_an_edited_change() {
     let w = world().await;
     let petra = w.app.user_with_roles("petra", &["approver"]).await;
     w.app.join_group("change-approvers", &petra).await;
-    let petra_id = w.app.user_id(&petra).await;
-    let r = w
-        .app
-        .put(
-            &format!("/api/v1/users/{petra_id}"),
-            &w.app.admin_token,
-            json!({"display_name": "Petra", "email": "petra@example.com", "roles": ["approver"], "disabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let rita_id = w.app.user_id(&w.requester).await;
-    let r = w
-        .app
-        .put(
-            &format!("/api/v1/users/{rita_id}"),
-            &w.app.admin_token,
-            json!({"display_name": "Rita", "email": "rita@example.com", "roles": ["requester"], "disabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    give_email(&w.app, &petra, "approver", "petra@example.com").await;
+    give_email(&w.app, &w.requester, "requester", "rita@example.com").await;
     let outbox = tempfile::tempdir().unwrap();
     let config = tollgate_api::config::EmailConfig { outbox_dir: outbox.path().to_owned(), ..Default::default() };
     let mailer = tollgate_api::mail::Mailer::new(&config, outbox.path()).unwrap().unwrap();

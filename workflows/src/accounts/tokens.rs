@@ -199,22 +199,14 @@ pub async fn authenticate(db: &Db, token: &str) -> StoreResult<Option<Principal>
 /// The principal of an enabled user, roles from their groups included, as a token of theirs would give; for
 /// credentials other than tokens (a signed link in an email). `token_id` is empty.
 pub async fn principal_of(db: &Db, user_id: &str) -> StoreResult<Option<Principal>> {
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT u.username, u.roles, g.roles FROM users u LEFT JOIN group_members m ON m.user_id = u.id \
-         LEFT JOIN user_groups g ON g.id = m.group_id WHERE u.id = $1 AND u.disabled = 0",
-    )
-    .bind(user_id)
-    .fetch_all(db.pool())
-    .await?;
-    let Some((username, direct, _)) = rows.first().cloned() else {
-        return Ok(None);
-    };
-    let mut roles = RoleSet::from_column(&direct);
-    for (.., group_roles) in &rows {
-        if let Some(g) = group_roles {
-            roles.extend(&RoleSet::from_column(g));
-        }
-    }
+    let mut conn = db.pool().acquire().await?;
+    let user: Option<(String, String)> =
+        sqlx::query_as("SELECT username, roles FROM users WHERE id = $1 AND disabled = 0")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((username, direct)) = user else { return Ok(None) };
+    let roles = effective_roles(&mut conn, user_id, &direct).await?;
     Ok(Some(Principal { user_id: user_id.to_owned(), username, roles, token_id: String::new() }))
 }
 
