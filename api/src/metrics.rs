@@ -5,13 +5,18 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Metrics {
     registry: Registry,
+    incidents_breached: IntGaugeVec,
+    approval_wait: GaugeVec,
+    change_outcomes: IntGaugeVec,
+    change_windows: IntGaugeVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     incidents_open: IntGaugeVec,
@@ -92,6 +97,31 @@ impl Metrics {
             &["priority"],
         ));
         let changes = defined(IntGaugeVec::new(Opts::new("tollgate_changes", "Changes by state."), &["state"]));
+        let incidents_breached = defined(IntGaugeVec::new(
+            Opts::new("tollgate_incidents_breached", "Open incidents that missed an SLA target, by priority."),
+            &["priority"],
+        ));
+        let approval_wait = defined(GaugeVec::new(
+            Opts::new(
+                "tollgate_approval_wait_seconds",
+                "How long the approval stages open now have waited for votes: the longest (max) and the average (avg).",
+            ),
+            &["stat"],
+        ));
+        let change_outcomes = defined(IntGaugeVec::new(
+            Opts::new(
+                "tollgate_change_outcomes",
+                "Jobs that carried out changes, by outcome (succeeded, rolled_back, failed).",
+            ),
+            &["outcome"],
+        ));
+        let change_windows = defined(IntGaugeVec::new(
+            Opts::new(
+                "tollgate_change_window_open",
+                "1 for each approved, scheduled or running change whose window is open now (at most 100).",
+            ),
+            &["reference"],
+        ));
         let approvals_pending =
             defined(IntGauge::new("tollgate_approvals_pending", "Changes awaiting approval votes."));
         let metric_values = defined(IntCounter::new(
@@ -153,6 +183,10 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(build),
             Box::new(incidents_open.clone()),
+            Box::new(incidents_breached.clone()),
+            Box::new(approval_wait.clone()),
+            Box::new(change_outcomes.clone()),
+            Box::new(change_windows.clone()),
             Box::new(changes.clone()),
             Box::new(approvals_pending.clone()),
             Box::new(metric_values.clone()),
@@ -170,6 +204,10 @@ impl Metrics {
         }
         Metrics {
             registry,
+            incidents_breached,
+            approval_wait,
+            change_outcomes,
+            change_windows,
             http_requests,
             http_duration,
             incidents_open,
@@ -197,6 +235,21 @@ impl Metrics {
         for p in 1..=5 {
             let n = fleet.counts.open_incidents.iter().find(|(q, _)| *q == p).map_or(0, |(_, n)| *n);
             self.incidents_open.with_label_values(&[&format!("P{p}")]).set(n);
+        }
+        for p in 1..=5 {
+            let n = fleet.counts.breached_incidents.iter().find(|(q, _)| *q == p).map_or(0, |(_, n)| *n);
+            self.incidents_breached.with_label_values(&[&format!("P{p}")]).set(n);
+        }
+        let (longest, average) = fleet.counts.approval_wait_secs;
+        self.approval_wait.with_label_values(&["max"]).set(longest);
+        self.approval_wait.with_label_values(&["avg"]).set(average);
+        for outcome in ["succeeded", "rolled_back", "failed"] {
+            let n = fleet.counts.job_outcomes.iter().find(|(o, _)| o == outcome).map_or(0, |(_, n)| *n);
+            self.change_outcomes.with_label_values(&[outcome]).set(n);
+        }
+        self.change_windows.reset();
+        for reference in &fleet.counts.open_windows {
+            self.change_windows.with_label_values(&[reference.as_str()]).set(1);
         }
         self.changes.reset();
         for (state, n) in &fleet.counts.changes {

@@ -170,3 +170,47 @@ async fn an_approval_stage_that_times_out_is_escalated_once_to_the_change_adviso
     assert_eq!((vote.status, vote.body["complete"].as_bool()), (StatusCode::OK, Some(true)), "{}", vote.body);
     assert_eq!(app.get(&format!("/api/v1/changes/{id}"), &requester).await.body["state"], "approved");
 }
+
+#[tokio::test]
+async fn metrics_show_breaches_approval_waits_change_outcomes_and_the_change_windows_open_now() {
+    let app = manual_app().await;
+    let operator = app.user_with_roles("otto", &["operator"]).await;
+    let requester = app.user_with_roles("rita", &["requester"]).await;
+    let manager = app.user_with_roles("manny", &["change-manager"]).await;
+    report(&app, &operator, json!({"title": "db down", "impact": "high", "urgency": "high"}), StatusCode::CREATED)
+        .await;
+    let billing = app.ci(json!({"kind": "service", "name": "billing"})).await;
+    let search = app.ci(json!({"kind": "service", "name": "search"})).await;
+    let window = |title: &str, kind: &str, ci: &str| {
+        json!({"kind": kind, "title": title, "ci_ids": [ci], "window_start": at(Duration::ZERO),
+               "window_end": at(Duration::hours(24))})
+    };
+    // One waits for approval; a standard one is scheduled inside its window.
+    let waiting = app.create_change(&requester, window("waits", "normal", &billing)).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (event, who) in [("submit", &requester), ("assess", &manager), ("request_approval", &manager)] {
+        assert_eq!(app.change_event(&waiting, who, event).await.status, StatusCode::OK, "{event}");
+    }
+    let scheduled = app.create_change(&requester, window("runs", "standard", &search)).await.body;
+    let r = app.change_event(scheduled["id"].as_str().unwrap(), &requester, "schedule").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.db.clock().advance(Duration::hours(2));
+    incident::sla_sweep(&app.db).await.unwrap();
+
+    let text = app.send(axum::http::Method::GET, "/metrics", None, None).await.text();
+    let reference = scheduled["reference"].as_str().unwrap();
+    for line in [
+        r#"tollgate_incidents_breached{priority="P1"} 1"#.to_owned(),
+        r#"tollgate_incidents_breached{priority="P3"} 0"#.to_owned(),
+        r#"tollgate_approval_wait_seconds{stat="max"} 7200"#.to_owned(),
+        r#"tollgate_approval_wait_seconds{stat="avg"} 7200"#.to_owned(),
+        r#"tollgate_change_outcomes{outcome="succeeded"} 0"#.to_owned(),
+        format!(r#"tollgate_change_window_open{{reference="{reference}"}} 1"#),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+    // A change waiting for approval has no open window yet: only approved and later ones are marked.
+    assert_eq!(text.matches("tollgate_change_window_open{").count(), 1, "{text}");
+}

@@ -109,7 +109,7 @@ pub(super) fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
 }
 
 /// A change's human reference: `CHG-000042`.
-pub(super) fn reference(number: i64) -> String {
+pub(crate) fn reference(number: i64) -> String {
     format!("CHG-{number:06}")
 }
 
