@@ -109,12 +109,18 @@ pub fn summary(c: &Change) -> Value {
     })
 }
 
-/// The approval status as the pages show it, with whether `username` may vote now.
-fn approvals_view(status: &ApprovalStatus, username: &str, state: &str) -> (Value, bool) {
-    let voted = status.votes.iter().any(|v| v.voter == username || v.counted_as == username);
+/// The approval status as the pages show it, with whether someone voting as any of `voters` (themselves,
+/// then those who delegated to them) may vote now: one of them approves at an open stage and has not been
+/// counted, and the person has not voted.
+fn approvals_view(status: &ApprovalStatus, voters: &[String], state: &str) -> (Value, bool) {
+    let me = voters.first().map_or("", String::as_str);
+    let counted = |name: &str| status.votes.iter().any(|v| v.counted_as == name);
     let may_vote = state == "awaiting_approval"
-        && !voted
-        && status.stages.iter().any(|s| s.status == "open" && s.approvers.iter().any(|a| a == username));
+        && !status.votes.iter().any(|v| v.voter == me)
+        && status
+            .stages
+            .iter()
+            .any(|s| s.status == "open" && s.approvers.iter().any(|a| voters.contains(a) && !counted(a)));
     let view = json!({
         "policy": status.policy.clone().unwrap_or_else(|| "none".to_owned()),
         "complete": status.complete,
@@ -149,11 +155,12 @@ pub async fn impacted_services(db: &Db, c: &Change) -> WebResult<Vec<String>> {
     Ok(services.into_iter().collect())
 }
 
-/// What the inbox and the change page show of a change waiting for a vote.
-pub async fn decision_view(db: &Db, c: &Change, username: &str) -> WebResult<(Value, bool)> {
+/// What the inbox and the change page show of a change waiting for a vote, and whether someone voting as any
+/// of `voters` may vote on it now.
+pub async fn decision_view(db: &Db, c: &Change, voters: &[String]) -> WebResult<(Value, bool)> {
     let names = ci_names(db, c).await?;
     let status = approval::approval_status(db, &c.id).await?;
-    let (approvals, may_vote) = approvals_view(&status, username, &c.state);
+    let (approvals, may_vote) = approvals_view(&status, voters, &c.state);
     let conflicts = change::conflicts_of(db, &c.id).await?;
     let view = with(
         summary(c),
@@ -247,7 +254,8 @@ async fn events_for(db: &Db, c: &Change, user: &WebUser) -> WebResult<Vec<Value>
 pub async fn page(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult<Response> {
     user.require::<ReadFleet>()?;
     let c = change::get_change(&state.db, &id).await?;
-    let (view, _) = decision_view(&state.db, &c, &user.principal.username).await?;
+    let voters = super::inbox::voters(&state.db, &user.principal).await?;
+    let (view, _) = decision_view(&state.db, &c, &voters).await?;
     let jobs = jobs::jobs_of_change(&state.db, &id).await?;
     let timeline = change::change_timeline(&state.db, &id, PageRequest::new(Some(500), None)?).await?;
     let events = events_for(&state.db, &c, &user).await?;

@@ -170,7 +170,7 @@ pub async fn confirm_page(
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
-    let (view, _) = super::changes::decision_view(&state.db, &change, "").await?;
+    let (view, _) = super::changes::decision_view(&state.db, &change, &[]).await?;
     let approver = accounts::get_user(&state.db, &link.approver_id).await?;
     let token = session::page_token(&state, &csrf, &headers).await?;
     Ok(render::page(

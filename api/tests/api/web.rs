@@ -447,3 +447,43 @@ async fn approval_emails_carry_links_that_work_once_and_never_for_an_edited_chan
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_ne!(w.state(&second).await, "approved");
 }
+
+#[tokio::test]
+async fn a_delegate_finds_the_delegator_s_approvals_in_the_inbox_and_votes_for_them() {
+    let w = world().await;
+    let petra = w.app.user_with_roles("petra", &["approver"]).await;
+    w.app.join_group("change-approvers", &petra).await;
+    let dora = w.app.user_with_roles("dora", &["approver"]).await;
+    let dora_id = w.app.user_id(&dora).await;
+    let now = time::OffsetDateTime::now_utc();
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let r = w
+        .app
+        .post(
+            "/api/v1/delegations",
+            &petra,
+            json!({"to_user_id": dora_id, "starts_at": rfc(now - time::Duration::hours(1)),
+                   "ends_at": rfc(now + time::Duration::days(1))}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = w.request(change("normal", "stop db", crate::changes::stop(&w.vm))).await;
+    w.to_approval(&id).await;
+
+    let mut b = Browser::new(&w.app);
+    let inbox = b.sign_in("dora", USER_PASSWORD).await;
+    inbox.assert_shows("You also vote for <strong>petra</strong>").assert_shows("Approve CHG-000001");
+    let r = b
+        .submit(
+            &inbox,
+            &format!("/changes/{id}/vote"),
+            &[("decision", "approve"), ("revision", "1"), ("back", "inbox")],
+        )
+        .await;
+    assert_eq!(r.location.as_deref(), Some("/inbox"), "{}", r.html);
+    assert_eq!(w.state(&id).await, "approved");
+    b.get(&format!("/changes/{id}")).await.assert_shows("<strong>dora</strong> for petra");
+    // Counted once: petra's own inbox no longer offers it.
+    let mut p = Browser::new(&w.app);
+    p.sign_in("petra", USER_PASSWORD).await.assert_shows("Nothing waits for your vote.");
+}
