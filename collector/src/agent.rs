@@ -2,7 +2,7 @@
 //! queued, oldest first, until the server refuses to take more or the next reading is due. With a
 //! hypervisor, host tasks run on a thread of their own.
 
-use crate::driver::{DriverConfig, LazyDriver};
+use crate::driver::{shape, DriverConfig, Lazy, StatsSource};
 use crate::host::{HostReader, Reading};
 use crate::queue::Queue;
 use crate::send::{Outcome, Sender};
@@ -10,6 +10,8 @@ use crate::tasks;
 use crate::vm::VmReader;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the agent runs with.
@@ -122,11 +124,12 @@ pub fn run(config: &Config) -> std::io::Result<bool> {
     }
 }
 
-/// The VMs' side of the metrics, with a driver of its own: a task's long call (a migration) holds the
-/// driver's connection, and must not hold up the readings.
+/// The VMs' side of the metrics, with a reader of its own: a task's long call (a migration) must not hold
+/// up the readings.
 struct Vms {
     uri: String,
-    driver: LazyDriver,
+    source: Lazy<Box<dyn StatsSource>>,
+    shape: Arc<AtomicU64>,
     reader: VmReader,
     /// Whether the VMs could not be read last time: said once, not every interval.
     failing: bool,
@@ -136,7 +139,8 @@ impl Vms {
     fn new(config: &DriverConfig) -> Self {
         Vms {
             uri: config.uri.clone(),
-            driver: LazyDriver::new(config.connect.clone()),
+            source: Lazy::new(config.stats.clone()),
+            shape: config.shape.clone(),
             reader: VmReader::new(),
             failing: false,
         }
@@ -144,7 +148,12 @@ impl Vms {
 
     /// The VMs' readings, or none while the hypervisor cannot be read: the host's go on regardless.
     fn collect(&mut self) -> Vec<Reading> {
-        match self.driver.get().and_then(|driver| self.reader.collect(driver)) {
+        let at = Instant::now();
+        let read = self.source.get().and_then(|source| source.stats()).map(|stats| {
+            self.shape.store(shape(&stats), Ordering::Relaxed);
+            self.reader.readings(stats, at)
+        });
+        match read {
             Ok(readings) => {
                 if std::mem::take(&mut self.failing) {
                     log(&format!("reading VMs from {} again", self.uri));

@@ -43,6 +43,10 @@ pub struct Cli {
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_LIBVIRT_URI", value_name = "URI")]
     pub libvirt_uri: Option<String>,
+    /// The helper that runs host tasks through libvirt [default: tollgate-agent-libvirt beside this program].
+    #[cfg(feature = "libvirt")]
+    #[arg(long, env = "TOLLGATE_AGENT_LIBVIRT_HELPER", value_name = "PATH")]
+    pub libvirt_helper: Option<PathBuf>,
     /// How other hosts' libvirt reaches this one to migrate VMs here [default: qemu+tcp://<host>/system].
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_PEER_URI", value_name = "URI")]
@@ -52,9 +56,11 @@ pub struct Cli {
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_VIRT_TYPE", value_parser = ["kvm", "qemu"])]
     pub virt_type: Option<String>,
-    /// How often the host's domains are sent to the server, which compares them with its inventory.
+    /// How often, at the least, the host's domains are sent to the server, which compares them with its
+    /// inventory. They are also sent as soon as the VMs' readings show a domain appear, go, start, stop or
+    /// change its vCPUs or memory.
     #[cfg(feature = "libvirt")]
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub inventory_interval: Duration,
     /// Where /proc and /sys are found.
     #[arg(long, default_value = "/", hide = true)]

@@ -24,7 +24,13 @@ fn main() -> ExitCode {
         }
     };
     let host = cli.host.clone().or_else(|| host::hostname(&cli.root)).unwrap_or_else(|| "unknown".to_owned());
-    let hypervisor = driver(&cli, &host);
+    let hypervisor = match driver(&cli, &host) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tollgate-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut tags = vec![("host".to_owned(), host)];
     tags.extend(cli.cluster.clone().map(|c| ("cluster".to_owned(), c)));
     tags.extend(cli.region.clone().map(|r| ("region".to_owned(), r)));
@@ -53,22 +59,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// libvirt at `--libvirt-uri`, opened by the agent on first use.
+/// libvirt at `--libvirt-uri`: the VMs' counters read over its socket by the agent itself, host tasks run
+/// by the helper `tollgate-agent-libvirt` (beside this program unless `--libvirt-helper` says where).
 #[cfg(feature = "libvirt")]
-fn driver(cli: &Cli, host: &str) -> Option<DriverConfig> {
+fn driver(cli: &Cli, host: &str) -> Result<Option<DriverConfig>, String> {
     use std::sync::Arc;
-    use tollgate_control::hypervisor::{libvirt::Libvirt, Hypervisor};
+    use tollgate_collector::driver::{HostDriver, StatsSource};
+    use tollgate_collector::helper::{self, Helper};
+    use tollgate_control::hypervisor::remote::RemoteStats;
 
-    let uri = cli.libvirt_uri.clone()?;
+    let Some(uri) = cli.libvirt_uri.clone() else { return Ok(None) };
+    RemoteStats::new(&uri).map_err(|e| e.to_string())?;
+    let program = match &cli.libvirt_helper {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot tell where tollgate-agent is, to find its helper: {e}"))?
+            .with_file_name("tollgate-agent-libvirt"),
+    };
+    let mut args = vec!["--libvirt-uri".to_owned(), uri.clone()];
+    args.extend(cli.virt_type.iter().flat_map(|t| ["--virt-type".to_owned(), t.clone()]));
     let peer_uri = cli.peer_uri.clone().unwrap_or_else(|| format!("qemu+tcp://{host}/system"));
-    let (target, virt_type) = (uri.clone(), cli.virt_type.clone());
-    let connect =
-        Arc::new(move || Ok(Box::new(Libvirt::connect_as(&target, virt_type.as_deref())?) as Box<dyn Hypervisor>));
-    Some(DriverConfig { uri, peer_uri, connect, inventory_every: cli.inventory_interval })
+    let stats_uri = uri.clone();
+    Ok(Some(DriverConfig {
+        uri,
+        peer_uri,
+        tasks: Arc::new(move || Ok(Box::new(Helper::new(&program, args.clone(), helper::IDLE)) as Box<dyn HostDriver>)),
+        stats: Arc::new(move || Ok(Box::new(RemoteStats::new(&stats_uri)?) as Box<dyn StatsSource>)),
+        inventory_every: cli.inventory_interval,
+        shape: Arc::default(),
+    }))
 }
 
 /// Built without libvirt: the host alone.
 #[cfg(not(feature = "libvirt"))]
-fn driver(_cli: &Cli, _host: &str) -> Option<DriverConfig> {
-    None
+fn driver(_cli: &Cli, _host: &str) -> Result<Option<DriverConfig>, String> {
+    Ok(None)
 }

@@ -3,10 +3,11 @@
 //! (it never heard the outcome) gets the remembered outcome, not a second run.
 
 use crate::agent::log;
-use crate::driver::{DriverConfig, LazyDriver};
+use crate::driver::{DriverConfig, HostDriver, Lazy};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tollgate_control::task::{self, Hello, HostTask, Outcome, TaskBatch};
+use tollgate_control::task::{Hello, HostTask, Outcome, TaskBatch};
 
 /// How long the server may hold a poll open before answering with no tasks.
 pub const WAIT_SECS: u64 = 20;
@@ -127,34 +128,41 @@ fn path_segment(id: &str) -> String {
 /// unreachable, and the outcomes of finished tasks.
 pub struct Runner {
     client: Client,
-    driver: LazyDriver,
+    driver: Lazy<Box<dyn HostDriver>>,
     config: DriverConfig,
     backoff: Backoff,
     pause: Duration,
     verbose: bool,
     greeted: bool,
+    /// The hypervisor's kind, asked once.
+    kind: Option<String>,
     /// Why the server or the driver is not working, while it is not: each trouble is logged once.
     trouble: Option<String>,
     /// Oldest first.
     finished: VecDeque<(String, Outcome)>,
     /// When the host's domains were last sent (or the runner started).
     inventory_sent: Option<Instant>,
+    /// The VMs' shape when they were last sent: a new shape sends them again at once.
+    inventory_shape: u64,
 }
 
 impl Runner {
     pub fn new(client: Client, config: DriverConfig, backoff: Backoff, verbose: bool) -> Self {
         Runner {
             client,
-            driver: LazyDriver::new(config.connect.clone()),
+            driver: Lazy::new(config.tasks.clone()),
             config,
             backoff,
             pause: backoff.first,
             verbose,
             greeted: false,
+            kind: None,
             trouble: None,
             finished: VecDeque::new(),
-            // The first inventory goes one interval after the start, once the host has settled.
+            // The first inventory goes once the VMs have been read (a new shape), else one interval after the
+            // start.
             inventory_sent: Some(Instant::now()),
+            inventory_shape: 0,
         }
     }
 
@@ -168,7 +176,13 @@ impl Runner {
     /// One round: a hello if due, one poll, and every task it brought, each outcome taken by the server
     /// before the next task runs. After a failure it pauses, so calling it again is always safe.
     pub fn cycle(&mut self) {
-        if !self.say_hello() {
+        let greeted = self.say_hello();
+        // Before waiting on the server (or pausing after a failed hello): the driver may let go of what it
+        // holds (the helper) while no task comes.
+        if let Some(driver) = self.driver.opened() {
+            driver.idle();
+        }
+        if !greeted {
             return;
         }
         let asked = Instant::now();
@@ -193,10 +207,13 @@ impl Runner {
     /// Sends the host's domains when due, for the server to compare with its inventory. A failure is logged
     /// and tried again next time; tasks do not wait for it.
     fn send_inventory(&mut self) {
-        if self.inventory_sent.is_some_and(|at| at.elapsed() < self.config.inventory_every) {
+        let shape = self.config.shape.load(Ordering::Relaxed);
+        let reshaped = shape != 0 && shape != self.inventory_shape;
+        if !reshaped && self.inventory_sent.is_some_and(|at| at.elapsed() < self.config.inventory_every) {
             return;
         }
         self.inventory_sent = Some(Instant::now());
+        self.inventory_shape = shape;
         let domains = match self.driver.get().and_then(|d| d.domains()) {
             Ok(domains) => domains,
             Err(e) => return log(&format!("cannot list this host's domains for the server: {e}")),
@@ -220,7 +237,7 @@ impl Runner {
                 // Blocking is fine: this thread does nothing else meanwhile, and the metrics have a driver of
                 // their own.
                 let outcome = match self.driver.get() {
-                    Ok(driver) => task::perform(driver, &task.action),
+                    Ok(driver) => driver.perform(&task.action),
                     Err(error) => Outcome::Failed { error },
                 };
                 match outcome.failed() {
@@ -264,8 +281,9 @@ impl Runner {
         if self.greeted {
             return true;
         }
-        let hypervisor = match self.driver.get() {
-            Ok(driver) => driver.kind(),
+        let known = self.kind.clone().map(Ok);
+        let hypervisor = match known.unwrap_or_else(|| self.driver.get().and_then(|driver| driver.kind())) {
+            Ok(kind) => self.kind.insert(kind).clone(),
             Err(e) => {
                 self.failed(&format!("no host tasks run: cannot open the hypervisor at {} ({e})", self.config.uri));
                 return false;

@@ -149,8 +149,9 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
         let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
         assert_eq!(vm.parent_id.as_deref(), Some(host_ids[1].as_str()));
 
-        // A vCPU added by hand on vh2, outside any change: its agent reports the host, and the reconciler
-        // opens an incident on the host and the VM.
+        // A vCPU added by hand on vh2, outside any change: its agent's next VM reading shows it, the agent
+        // sends the host's domains at once (its inventory interval is the default ten minutes), and the
+        // reconciler opens an incident on the host and the VM.
         vh2.virsh(&["setvcpus", &name, "3", "--live"]);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let wanted =

@@ -1,7 +1,6 @@
 //! The task loop against a scripted HTTP server on a loopback port and the simulated driver.
 
 use super::*;
-use crate::driver::Connect;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -105,13 +104,12 @@ fn spec(name: &str) -> DomainSpec {
 
 fn runner(server: &Server, host: &SimHost) -> Runner {
     let host = host.clone();
-    let connect: Connect = Arc::new(move || Ok(Box::new(host.clone()) as Box<dyn Hypervisor>));
-    let config = DriverConfig {
-        uri: "sim:///h".into(),
-        peer_uri: "sim://h".into(),
-        connect,
-        inventory_every: Duration::from_secs(3600),
-    };
+    let config = DriverConfig::in_process(
+        "sim:///h",
+        "sim://h",
+        move || Ok(Box::new(host.clone()) as Box<dyn Hypervisor>),
+        Duration::from_secs(3600),
+    );
     let quick = Backoff { first: Duration::from_millis(1), most: Duration::from_millis(4) };
     Runner::new(Client::new(&server.base, "secret-token"), config, quick, true)
 }
@@ -228,4 +226,37 @@ fn an_outcome_the_server_no_longer_wants_is_dropped_and_the_next_task_runs() {
 fn a_task_id_stays_one_path_segment() {
     assert_eq!(path_segment("j1:0:0"), "j1:0:0");
     assert_eq!(path_segment("a/b?c d"), "a%2Fb%3Fc%20d");
+}
+
+#[test]
+fn the_inventory_goes_when_the_vms_readings_show_a_new_shape_and_not_otherwise() {
+    let server = Server::start(|r| match r.method.as_str() {
+        "GET" => batch(&[]),
+        _ => (204, String::new()),
+    });
+    let host = SimFleet::new().host("h", &["img"]);
+    host.provision(&spec("web-1")).expect("provisioned");
+    let mut runner = runner(&server, &host);
+    let inventories = || server.requests().iter().filter(|r| r.is("POST", "/api/v1/agent/domains")).count();
+    runner.cycle();
+    assert_eq!(inventories(), 0, "nothing read yet, and the interval is an hour away");
+
+    let read = |runner: &Runner| {
+        let stats = host.stats().expect("stats");
+        runner.config.shape.store(crate::driver::shape(&stats), Ordering::Relaxed);
+    };
+    read(&runner);
+    runner.cycle();
+    assert_eq!(inventories(), 1, "the first reading sends it");
+    read(&runner);
+    runner.cycle();
+    assert_eq!(inventories(), 1, "the same shape sends nothing");
+
+    host.set_vcpus("web-1", 2).expect("resized");
+    read(&runner);
+    runner.cycle();
+    assert_eq!(inventories(), 2, "a vCPU more sends it at once");
+    let sent: Vec<tollgate_control::hypervisor::Domain> =
+        serde_json::from_str(&server.requests().last().expect("a request").body).expect("domains");
+    assert_eq!(sent.iter().map(|d| (d.name.as_str(), d.vcpus)).collect::<Vec<_>>(), [("web-1", 2)]);
 }

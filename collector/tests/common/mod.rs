@@ -340,16 +340,8 @@ impl Lab {
             .zip(&self.tokens)
             .map(|(h, token)| {
                 let peer = format!("qemu+tcp://{}/system", h.name);
-                let more = [
-                    "--libvirt-uri",
-                    h.uri.as_str(),
-                    "--peer-uri",
-                    peer.as_str(),
-                    "--virt-type",
-                    virt_type.as_str(),
-                    "--inventory-interval",
-                    "1s",
-                ];
+                let more =
+                    ["--libvirt-uri", h.uri.as_str(), "--peer-uri", peer.as_str(), "--virt-type", virt_type.as_str()];
                 let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
                 Agent::start_with(port, &h.name, &self.queues.path().join(&h.name), token, &more)
             })

@@ -11,6 +11,7 @@ pub mod xml;
 
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod remote;
 
 pub use memory::{plan_memory, MemoryLayout, MemoryStep, MEMORY_UNIT_MIB};
 
@@ -273,6 +274,36 @@ pub struct DomainStats {
     pub block_write_reqs: u64,
     pub net_rx_bytes: u64,
     pub net_tx_bytes: u64,
+}
+
+impl DomainStats {
+    /// One domain's figures from libvirt's typed statistics (`cpu.time`, `block.0.rd.bytes`, …):
+    /// per-device counters are added up, values that are not numbers left out.
+    pub fn from_params(name: String, params: &[(String, Option<u64>)]) -> DomainStats {
+        let mut s = DomainStats { name, ..DomainStats::default() };
+        for (field, value) in params {
+            let Some(v) = *value else { continue };
+            let mut parts = field.split('.');
+            let (group, rest) = (parts.next().unwrap_or(""), parts.collect::<Vec<_>>());
+            let device = |n: &str| n.parse::<u32>().is_ok();
+            match (group, rest.as_slice()) {
+                // VIR_DOMAIN_RUNNING is 1.
+                ("state", ["state"]) => s.running = v == 1,
+                ("cpu", ["time"]) => s.cpu_time_ns = v,
+                ("vcpu", ["current"]) => s.vcpus = v as u32,
+                ("balloon", ["current"]) => s.balloon_current_kib = v,
+                ("balloon", ["rss"]) => s.balloon_rss_kib = v,
+                ("block", [n, "rd", "bytes"]) if device(n) => s.block_read_bytes += v,
+                ("block", [n, "wr", "bytes"]) if device(n) => s.block_write_bytes += v,
+                ("block", [n, "rd", "reqs"]) if device(n) => s.block_read_reqs += v,
+                ("block", [n, "wr", "reqs"]) if device(n) => s.block_write_reqs += v,
+                ("net", [n, "rx", "bytes"]) if device(n) => s.net_rx_bytes += v,
+                ("net", [n, "tx", "bytes"]) if device(n) => s.net_tx_bytes += v,
+                _ => {}
+            }
+        }
+        s
+    }
 }
 
 /// Another host, as a migration addresses it.

@@ -118,3 +118,40 @@ impl Outside for Virsh {
 }
 
 cases::suite!(pair);
+
+/// The host agent reads the VMs' counters over libvirt's socket protocol, without the library
+/// (`hypervisor::remote`): it must read what the library reads, and keep one connection for many readings.
+#[test]
+fn the_socket_protocol_reads_what_the_library_reads() {
+    use tollgate_control::hypervisor::remote::RemoteStats;
+    use tollgate_control::hypervisor::DomainStats;
+
+    let p = pair();
+    let name = format!("remote-stats-{}", std::process::id() % 10_000);
+    p.clean(&name);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.a.provision(&p.spec(&name)).unwrap();
+        p.a.set_vcpus(&name, 2).unwrap();
+        let [(_, uri), _] = hosts();
+        let mut remote = RemoteStats::new(&uri).unwrap();
+        let mine = |all: Vec<DomainStats>| all.into_iter().find(|s| s.name == name).expect("the domain is read");
+        let by_library = mine(p.a.stats().unwrap());
+        let by_socket = mine(remote.stats().unwrap());
+        let shape = |s: &DomainStats| (s.running, s.vcpus, s.balloon_current_kib);
+        assert_eq!(shape(&by_socket), shape(&by_library));
+        assert_eq!(shape(&by_socket), (true, 2, by_library.balloon_current_kib));
+        assert!(by_socket.balloon_current_kib >= 256 * 1024, "{by_socket:?}");
+        // Counters only grow, and the socket read after the library.
+        assert!(by_socket.cpu_time_ns >= by_library.cpu_time_ns, "{by_socket:?} < {by_library:?}");
+        assert!(by_socket.block_read_bytes >= by_library.block_read_bytes, "{by_socket:?} < {by_library:?}");
+        for _ in 0..20 {
+            assert_eq!(shape(&mine(remote.stats().unwrap())), shape(&by_library), "one connection, many readings");
+        }
+        p.a.stop(&name).unwrap();
+        assert!(!mine(remote.stats().unwrap()).running, "a stopped domain reads as not running");
+    }));
+    p.clean(&name);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -39,7 +39,7 @@ pub fn all_domain_stats(conn: &Connect) -> HvResult<Vec<DomainStats>> {
             let params = std::slice::from_raw_parts(record.params, record.nparams.max(0) as usize);
             (name, params.iter().map(|p| (field_name(p), number(p))).collect::<Vec<_>>())
         };
-        out.push(fold(name, &params));
+        out.push(DomainStats::from_params(name, &params));
     }
     // SAFETY: frees the list and its records exactly once; nothing read from them outlives this call.
     unsafe { sys::virDomainStatsRecordListFree(records) };
@@ -64,32 +64,6 @@ fn number(p: &sys::virTypedParameter) -> Option<u64> {
             _ => None,
         }
     }
-}
-
-/// Sums per-device counters (`block.0.rd.bytes`, `net.1.tx.bytes`) into one domain's figures.
-fn fold(name: String, params: &[(String, Option<u64>)]) -> DomainStats {
-    let mut s = DomainStats { name, ..DomainStats::default() };
-    for (field, value) in params {
-        let Some(v) = *value else { continue };
-        let mut parts = field.split('.');
-        let (group, rest) = (parts.next().unwrap_or(""), parts.collect::<Vec<_>>());
-        match (group, rest.as_slice()) {
-            // VIR_DOMAIN_RUNNING is 1.
-            ("state", ["state"]) => s.running = v == 1,
-            ("cpu", ["time"]) => s.cpu_time_ns = v,
-            ("vcpu", ["current"]) => s.vcpus = v as u32,
-            ("balloon", ["current"]) => s.balloon_current_kib = v,
-            ("balloon", ["rss"]) => s.balloon_rss_kib = v,
-            ("block", [n, "rd", "bytes"]) if n.parse::<u32>().is_ok() => s.block_read_bytes += v,
-            ("block", [n, "wr", "bytes"]) if n.parse::<u32>().is_ok() => s.block_write_bytes += v,
-            ("block", [n, "rd", "reqs"]) if n.parse::<u32>().is_ok() => s.block_read_reqs += v,
-            ("block", [n, "wr", "reqs"]) if n.parse::<u32>().is_ok() => s.block_write_reqs += v,
-            ("net", [n, "rx", "bytes"]) if n.parse::<u32>().is_ok() => s.net_rx_bytes += v,
-            ("net", [n, "tx", "bytes"]) if n.parse::<u32>().is_ok() => s.net_tx_bytes += v,
-            _ => {}
-        }
-    }
-    s
 }
 
 /// Sets the named block I/O limits (bytes/s, IOPS) of one disk; `None` leaves a limit as it is.
@@ -123,30 +97,4 @@ pub fn set_block_iotune(dom: &Domain, disk: &str, limits: &[(&str, Option<u64>)]
         return Err(last_error());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_device_counters_add_up() {
-        let p = |f: &str, v: u64| (f.to_string(), Some(v));
-        let s = fold(
-            "vm".into(),
-            &[
-                p("state.state", 1),
-                p("cpu.time", 5_000),
-                p("block.count", 2),
-                p("block.0.rd.bytes", 10),
-                p("block.1.rd.bytes", 32),
-                p("block.0.wr.reqs", 3),
-                p("net.0.tx.bytes", 7),
-                p("balloon.rss", 1024),
-            ],
-        );
-        assert!(s.running);
-        assert_eq!((s.cpu_time_ns, s.block_read_bytes, s.block_write_reqs), (5_000, 42, 3));
-        assert_eq!((s.net_tx_bytes, s.balloon_rss_kib), (7, 1024));
-    }
 }
