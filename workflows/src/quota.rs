@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
+/// The lock under which changes that ask for resources go live one at a time ([`crate::store::Db::write_locking`]).
+pub(crate) const LOCK: &str = "department-quotas";
+
 /// How much of each resource: in use, asked for, or (as limits) allowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Amounts {

@@ -76,12 +76,33 @@ pub async fn fire_change(db: &Db, ctx: &AuditContext, id: &str, actor: &Actor, e
     // Optimistic on PostgreSQL: read, decide, write once if nothing changed meanwhile, else decide again.
     for _ in 0..crate::store::OPTIMISTIC_ATTEMPTS {
         let mut tx = db.write_optimistic(ctx).await?;
-        let after = fire_in(&mut tx, id, actor, e.clone()).await?;
+        let before = fetch_locked(&mut tx, id).await?;
+        if tx.is_optimistic() && may_claim_quota(&before) {
+            // Counted against its department's quota with the other changes that ask: two of them side by
+            // side could each fit what only one does, so they take turns under one lock (SQLite's writers
+            // take turns anyway).
+            drop(tx);
+            let mut tx = db.write_locking(ctx, crate::quota::LOCK).await?;
+            let after = fire_in(&mut tx, id, actor, e).await?;
+            tx.commit().await?;
+            return Ok(after);
+        }
+        let after = fire_on(&mut tx, before, actor, e.clone(), None).await?;
         if tx.commit_if_unchanged().await? {
             return Ok(after);
         }
     }
     Err(StoreError::Conflict(format!("change {id} kept changing while this event was decided; try again")))
+}
+
+/// Whether an event on `change` may make it live while it asks for VMs or resources: it is not live yet and
+/// provisions or resizes.
+fn may_claim_quota(change: &Change) -> bool {
+    !super::conflicts::is_live(&change.state)
+        && change
+            .operations
+            .iter()
+            .any(|op| matches!(op, super::Operation::Provision { .. } | super::Operation::Resize { .. }))
 }
 
 /// [`fire_change`] inside an open transaction (votes fire `approve` and `reject` in their own).

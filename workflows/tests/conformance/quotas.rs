@@ -8,6 +8,7 @@ use tollgate_workflows::change::{self, ChangeKind, Operation};
 use tollgate_workflows::error::StoreError;
 use tollgate_workflows::quota::{self, Amounts, Limits};
 use tollgate_workflows::text::Description;
+use tollgate_workflows::Db;
 
 fn into_service(service_id: &str, vm: &str, vcpus: i64) -> Operation {
     Operation::Provision {
@@ -21,17 +22,23 @@ fn into_service(service_id: &str, vm: &str, vcpus: i64) -> Operation {
     }
 }
 
+/// A new group `name`, made the department owning `service_id`.
+async fn department(db: &Db, name_of: &str, service_id: &str) -> accounts::Group {
+    let spec = GroupSpec {
+        name: name(name_of),
+        description: Description::parse("description", "").unwrap(),
+        roles: RoleSet::new([]),
+    };
+    let dept = accounts::create_group(db, &ctx(), spec).await.unwrap();
+    quota::set_department(db, &ctx(), service_id, Some(&dept.id)).await.unwrap();
+    dept
+}
+
 #[tokio::test]
 async fn a_department_s_vms_and_its_open_requests_count_against_its_quota_at_request() {
     let (db, f) = seeded().await;
     let s = staff(&db).await;
-    let spec = GroupSpec {
-        name: name("payments"),
-        description: Description::parse("description", "").unwrap(),
-        roles: RoleSet::new([]),
-    };
-    let dept = accounts::create_group(&db, &ctx(), spec).await.unwrap();
-    quota::set_department(&db, &ctx(), &f.service.id, Some(&dept.id)).await.unwrap();
+    let dept = department(&db, "payments", &f.service.id).await;
     let limits = Limits { max_vms: Some(3), max_vcpus: Some(8), ..Limits::default() };
     let report = quota::set_limits(&db, &ctx(), &dept.id, limits).await.unwrap();
     assert_eq!(report.in_use, Amounts { vms: 1, vcpus: 2, memory_mib: 4096, disk_gib: 40 }, "the fleet's VM");
@@ -103,4 +110,40 @@ async fn quotas_and_departments_refuse_what_does_not_exist_or_cannot_be() {
         quota::set_limits(&db, &ctx(), &g.id, Limits { max_vcpus: Some(-1), ..Limits::default() }).await,
         "max_vcpus",
     );
+}
+
+#[tokio::test]
+async fn requests_submitted_side_by_side_cannot_together_take_a_department_past_its_quota() {
+    let (db, f) = seeded().await;
+    let s = staff(&db).await;
+    let dept = department(&db, "search", &f.service.id).await;
+    // The fleet's VM is in use: room for one more.
+    quota::set_limits(&db, &ctx(), &dept.id, Limits { max_vms: Some(2), ..Limits::default() }).await.unwrap();
+    let who = ctx_of(&s.requester);
+    let mut drafts = Vec::new();
+    for round in 0..6 {
+        let mut pair = Vec::new();
+        for side in ["a", "b"] {
+            let ops = vec![into_service(&f.service.id, &format!("search-{round}-{side}"), 1)];
+            let c = change::create_change(&db, &who, &s.requester, plan(ChangeKind::Normal, "more", ops, hours(1, 2)));
+            pair.push(c.await.unwrap().id);
+        }
+        drafts.push(pair);
+    }
+    // Each round: two drafts, each fitting alone, submitted at the same moment. One goes live; the other is
+    // refused naming the quota and stays a draft. The live one is then cancelled to make room again.
+    for pair in drafts {
+        let (a, b) =
+            tokio::join!(fire(&db, &pair[0], &s.requester, "submit"), fire(&db, &pair[1], &s.requester, "submit"));
+        let refused = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Invalid(e)) if e.message.contains("quota of 2")))
+            .count();
+        assert_eq!((a.is_ok() as u8 + b.is_ok() as u8, refused), (1, 1), "{a:?} / {b:?}");
+        let live = if a.is_ok() { &pair[0] } else { &pair[1] };
+        let draft = if a.is_ok() { &pair[1] } else { &pair[0] };
+        assert_eq!(state_of(&db, draft).await, "draft");
+        assert_eq!(quota::report(&db, &dept.id).await.unwrap().requested.vms, 1);
+        fire(&db, live, &s.requester, "cancel").await.unwrap();
+    }
 }
