@@ -66,15 +66,17 @@ agent_footprint() {
     done
     a1=$(cpu_ns $agent)
     e1=$(cpu_ns $exporter)
-    local agent_rss exporter_rss exporter_peak sent
+    local agent_rss exporter_rss exporter_peak sent written
+    # What the server took from the agent: measurements written, per batch (a VM adds one).
+    written=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '
+        /^tollgate_metric_values_written_total/ {v = $2} /^tollgate_metric_batches_total/ {b = $2}
+        END {if (b) printf "%.1f values in each of %d batches\n", v / b, b; else print "no batches"}')
     agent_rss=$(rss_kib $agent VmRSS)
     [ "$(rss_kib $agent VmHWM)" -le "$agent_peak" ] || agent_peak=$(rss_kib $agent VmHWM)
     exporter_rss=$(rss_kib $exporter VmRSS); exporter_peak=$(rss_kib $exporter VmHWM)
     kill $agent $exporter $server 2>/dev/null
     wait $agent $exporter $server 2>/dev/null || true
     sent=$(ls "$work/footprint-queue" | wc -l)
-    # An agent that could not read its VMs or start its helper says so in its log: show it with the figures.
-    grep -E "cannot|failed" "$work/footprint-agent.log" | head -n 3 | sed 's/^/  agent log: /' || true
     python3 - "$tag" "$seconds" "$a0" "$a1" "$e0" "$e1" "$agent_rss" "$agent_peak" "$exporter_rss" "$exporter_peak" "$sent" "$helper_seconds" <<'PY'
 import sys
 tag = sys.argv[1]
@@ -88,4 +90,7 @@ print(f"  prometheus-node-exporter: RSS {er / 1024:.1f} MiB (peak {ep / 1024:.1f
 print(f"  ratio: RSS {ap / ep:.2f} (goal <= 0.33), CPU {agent_ms / exporter_ms if exporter_ms else float('inf'):.2f} (goal <= 0.50);"
       f" batches left unsent: {int(queued)}")
 PY
+    echo "  the server took $written"
+    # An agent that could not read its VMs or start its helper says so in its log: show it with the figures.
+    grep -E "cannot|failed" "$work/footprint-agent.log" | head -n 3 | sed 's/^/  agent log: /' || true
 }
