@@ -47,6 +47,11 @@ pub struct Cli {
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_LIBVIRT_HELPER", value_name = "PATH")]
     pub libvirt_helper: Option<PathBuf>,
+    /// The host bridge new VMs get a virtio NIC on (the same name on every host, so they can migrate);
+    /// network limits shape it. Without one, VMs have no NIC.
+    #[cfg(feature = "libvirt")]
+    #[arg(long, env = "TOLLGATE_AGENT_GUEST_BRIDGE", value_name = "BRIDGE")]
+    pub guest_bridge: Option<String>,
     /// How other hosts' libvirt reaches this one to migrate VMs here [default: qemu+tcp://<host>/system].
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_PEER_URI", value_name = "URI")]

@@ -78,6 +78,7 @@ fn driver(cli: &Cli, host: &str) -> Result<Option<DriverConfig>, String> {
     };
     let mut args = vec!["--libvirt-uri".to_owned(), uri.clone()];
     args.extend(cli.virt_type.iter().flat_map(|t| ["--virt-type".to_owned(), t.clone()]));
+    args.extend(cli.guest_bridge.iter().flat_map(|b| ["--guest-bridge".to_owned(), b.clone()]));
     let peer_uri = cli.peer_uri.clone().unwrap_or_else(|| format!("qemu+tcp://{host}/system"));
     let stats_uri = uri.clone();
     Ok(Some(DriverConfig {

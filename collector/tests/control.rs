@@ -61,6 +61,8 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
         let info = vh1.virsh(&["dominfo", &name]);
         assert!(info.contains("running"), "{info}");
         assert_eq!((field(&info, "CPU(s)"), field(&info, "Max memory")), (Some(1), Some(512 * 1024)), "{info}");
+        let nics = vh1.virsh(&["domiflist", &name]);
+        assert!(nics.contains("tgbr0") && nics.contains("virtio"), "a NIC on the agent's guest bridge: {nics}");
         let vm_id = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().expect("in the inventory").id;
         let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
         assert!(pid.is_some(), "no QEMU pid file for {name}");

@@ -144,7 +144,7 @@ pub struct QuotaInput {
     net_mbit_per_sec: Option<u64>,
 }
 
-/// Apply limits to a running VM (CPU quota, disk bytes and IOPS), read back.
+/// Apply limits to a running VM (CPU quota, disk bytes and IOPS, network Mbit/s), read back.
 #[utoipa::path(post, path = "/vms/{id}/quota", tag = "control", request_body = QuotaInput,
     params(("id" = String, Path, description = "The VM's CI id")),
     responses((status = 202, body = Job), (status = 409, body = crate::error::ErrorBody)),

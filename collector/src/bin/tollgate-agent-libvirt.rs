@@ -3,18 +3,18 @@
 //! each, answering each on its output, until the input closes. The agent starts it; it is not run by hand.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use tollgate_collector::helper;
 use tollgate_control::hypervisor::libvirt::Libvirt;
 use tollgate_control::hypervisor::Hypervisor;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let (mut uri, mut virt_type) = (None, None);
+    let (mut uri, mut virt_type, mut bridge) = (None, None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--libvirt-uri" => uri = args.next(),
             "--virt-type" => virt_type = args.next(),
+            "--guest-bridge" => bridge = args.next(),
             other => {
                 eprintln!(
                     "tollgate-agent-libvirt: unknown argument {other:?}; this helper is started by tollgate-agent"
@@ -27,8 +27,10 @@ fn main() -> ExitCode {
         eprintln!("tollgate-agent-libvirt: no --libvirt-uri; this helper is started by tollgate-agent");
         return ExitCode::from(2);
     };
-    let (uri, virt_type) = (Arc::new(uri), Arc::new(virt_type));
-    let open = move || Ok(Box::new(Libvirt::connect_as(&uri, virt_type.as_deref())?) as Box<dyn Hypervisor>);
+    let open = move || {
+        let libvirt = Libvirt::connect_as(&uri, virt_type.as_deref())?.with_guest_bridge(bridge.clone())?;
+        Ok(Box::new(libvirt) as Box<dyn Hypervisor>)
+    };
     match helper::serve(open, std::io::stdin().lock(), std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

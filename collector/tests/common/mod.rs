@@ -340,8 +340,17 @@ impl Lab {
             .zip(&self.tokens)
             .map(|(h, token)| {
                 let peer = format!("qemu+tcp://{}/system", h.name);
-                let more =
-                    ["--libvirt-uri", h.uri.as_str(), "--peer-uri", peer.as_str(), "--virt-type", virt_type.as_str()];
+                // Every test host has an empty bridge of this name for guest NICs (scripts/lib/vhosts.sh).
+                let more = [
+                    "--libvirt-uri",
+                    h.uri.as_str(),
+                    "--peer-uri",
+                    peer.as_str(),
+                    "--virt-type",
+                    virt_type.as_str(),
+                    "--guest-bridge",
+                    "tgbr0",
+                ];
                 let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
                 Agent::start_with(port, &h.name, &self.queues.path().join(&h.name), token, &more)
             })

@@ -41,10 +41,14 @@ pub enum HypervisorError {
     Backend(String),
 }
 
-/// Why a network limit is refused: Tollgate's domains have no interface of their own yet.
+/// Why a network limit is refused: the domain has no NIC (an adopted one without, or its host's agent has no
+/// guest bridge).
 pub const NO_NET_LIMIT: &str = "network limits: the VM has no network interface Tollgate manages";
 
 pub type HvResult<T> = Result<T, HypervisorError>;
+
+/// The largest network limit: libvirt takes NIC rates as 32-bit kilobytes per second (125 a megabit).
+pub const NET_MBIT_MAX: u64 = u32::MAX as u64 / 125;
 
 /// Whether a domain runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,15 +242,17 @@ impl Limits {
             disk_read_bytes_per_sec: Some(self.disk_read_bytes_per_sec.unwrap_or(0)),
             disk_write_bytes_per_sec: Some(self.disk_write_bytes_per_sec.unwrap_or(0)),
             disk_iops: Some(self.disk_iops.unwrap_or(0)),
-            // No driver sets network limits yet, so there is none to clear.
-            net_mbit_per_sec: self.net_mbit_per_sec,
+            net_mbit_per_sec: Some(self.net_mbit_per_sec.unwrap_or(0)),
         }
     }
 
     pub fn validate(&self) -> HvResult<()> {
-        match self.cpu_quota_pct {
-            Some(p) if p > 100 => Err(HypervisorError::Invalid(format!(
+        match (self.cpu_quota_pct, self.net_mbit_per_sec) {
+            (Some(p), _) if p > 100 => Err(HypervisorError::Invalid(format!(
                 "a CPU quota is 1 to 100 % of a host CPU (0 removes it), not {p}"
+            ))),
+            (_, Some(m)) if m > NET_MBIT_MAX => Err(HypervisorError::Invalid(format!(
+                "a network limit is at most {NET_MBIT_MAX} Mbit/s (0 removes it), not {m}"
             ))),
             _ => Ok(()),
         }

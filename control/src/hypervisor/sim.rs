@@ -28,6 +28,8 @@ struct HostState {
 struct SimDomain {
     domain: Domain,
     limits: Limits,
+    /// Whether it has a NIC (what network limits shape): provisioned ones do, unmanaged ones not.
+    nic: bool,
     /// CPU time accumulated before the current run.
     cpu_ns: u64,
     running_since: Option<Instant>,
@@ -69,7 +71,8 @@ impl SimFleet {
             memory: MemoryLayout { base_mib: memory_mib, modules_mib: Vec::new(), max_mib: memory_mib, slots: 0 },
             disks: Vec::new(),
         };
-        let sim = SimDomain { domain, limits: Limits::default(), cpu_ns: 0, running_since: Some(Instant::now()) };
+        let sim =
+            SimDomain { domain, limits: Limits::default(), nic: false, cpu_ns: 0, running_since: Some(Instant::now()) };
         h.domains.insert(name.to_string(), sim);
     }
 
@@ -209,7 +212,7 @@ impl Hypervisor for SimHost {
                 },
                 disks: vec![Disk { target: "vda".into(), volume: Some(spec.disk_volume()), capacity_bytes }],
             };
-            let mut d = SimDomain { domain, limits: Limits::default(), cpu_ns: 0, running_since: None };
+            let mut d = SimDomain { domain, limits: Limits::default(), nic: true, cpu_ns: 0, running_since: None };
             d.power(true, next_id);
             let out = d.domain.clone();
             domains.insert(spec.name.clone(), d);
@@ -281,10 +284,13 @@ impl Hypervisor for SimHost {
         change.validate()?;
         self.with_domain(name, |d| {
             running(d)?;
-            if change.wants_net() {
+            if change.wants_net() && !d.nic {
                 return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
             }
             d.limits = d.limits.merged(change);
+            if !d.nic {
+                d.limits.net_mbit_per_sec = None;
+            }
             Ok(d.limits.clone())
         })
     }

@@ -32,7 +32,8 @@ pub fn metadata(vm_id: &str) -> String {
 
 /// The domain definition. `virt_type` is `kvm`, or `qemu` where there is no KVM; `disk_path` is the
 /// overlay volume's path on the host.
-pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str) -> String {
+/// One virtio NIC on `bridge` when given: what network limits shape.
+pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str, bridge: Option<&str>) -> String {
     let mut x = String::with_capacity(2048);
     let _ = write!(
         x,
@@ -80,12 +81,20 @@ pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str) -> String {
          <driver name='qemu' type='qcow2' cache='none' discard='unmap'/>\n      \
          <source file='{disk}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n    \
          <serial type='pty'>\n      <log file='/var/log/libvirt/qemu/{name}-serial.log' append='off'/>\n    </serial>\n    \
-         <console type='pty'/>\n    <memballoon model='virtio'/>\n  </devices>\n</domain>\n",
+         <console type='pty'/>\n    <memballoon model='virtio'/>\n",
         last = spec.max_vcpus - 1,
         mem = spec.memory_mib,
         disk = escape(disk_path),
         name = escape(&spec.name),
     );
+    if let Some(bridge) = bridge {
+        let _ = write!(
+            x,
+            "    <interface type='bridge'>\n      <source bridge='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
+            escape(bridge)
+        );
+    }
+    x.push_str("  </devices>\n</domain>\n");
     x
 }
 
@@ -130,13 +139,17 @@ mod tests {
 
     #[test]
     fn the_domain_has_headroom_for_live_growth() {
-        let x = domain(&spec(), "kvm", "/pool/web-1.qcow2");
+        let x = domain(&spec(), "kvm", "/pool/web-1.qcow2", None);
         assert!(x.contains("<vcpu placement='static' current='2'>8</vcpu>"), "{x}");
         assert!(x.contains("<maxMemory slots='4' unit='MiB'>4096</maxMemory>"), "{x}");
         assert!(x.contains("<cell id='0' cpus='0-7' memory='512' unit='MiB'/>"), "{x}");
         assert!(x.contains("id='vm-&lt;1&gt;'"), "{x}");
         assert!(x.contains("<cmdline>a=1 &amp; b</cmdline>"), "{x}");
         assert!(x.contains("<source file='/pool/web-1.qcow2'/>"), "{x}");
+        assert!(!x.contains("<interface"), "no NIC without a bridge: {x}");
+        let x = domain(&spec(), "kvm", "/pool/web-1.qcow2", Some("br'0"));
+        assert!(x.contains("<interface type='bridge'>\n      <source bridge='br&apos;0'/>"), "{x}");
+        assert!(x.ends_with("</interface>\n  </devices>\n</domain>\n"), "{x}");
     }
 
     #[test]

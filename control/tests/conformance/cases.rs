@@ -1,7 +1,7 @@
 //! The cases every driver must pass. `suite!(make_pair)` turns them into tests for one driver.
 
 use crate::Pair;
-use tollgate_control::hypervisor::{Disk, HypervisorError, Limits, PowerState, NO_NET_LIMIT};
+use tollgate_control::hypervisor::{Disk, HypervisorError, Limits, PowerState, NET_MBIT_MAX, NO_NET_LIMIT};
 
 macro_rules! suite {
     ($pair:path) => {
@@ -153,14 +153,32 @@ pub fn limits_apply_to_the_running_domain_and_read_back(p: &Pair, name: &str) {
     let more = p.a.set_limits(name, &Limits { disk_write_bytes_per_sec: Some(5 << 20), ..Limits::default() }).unwrap();
     assert_eq!((more.cpu_quota_pct, more.disk_write_bytes_per_sec), (Some(50), Some(5 << 20)));
     assert_eq!(p.a.limits(name).unwrap(), more);
-    assert!(matches!(
-        p.a.set_limits(name, &Limits { net_mbit_per_sec: Some(100), ..Limits::default() }),
-        Err(HypervisorError::Unsupported(m)) if m == NO_NET_LIMIT
-    ));
-    assert!(matches!(
-        p.a.set_limits(name, &Limits { cpu_quota_pct: Some(101), ..Limits::default() }),
-        Err(HypervisorError::Invalid(_))
-    ));
+    // The NIC's bandwidth, both ways, where the host's kernel can shape traffic; else a clear refusal that
+    // changes nothing.
+    let net = p.a.set_limits(name, &Limits { net_mbit_per_sec: Some(100), ..Limits::default() });
+    let more = if p.outside.kernel_shapes_traffic() {
+        let net = net.unwrap();
+        assert_eq!(net, Limits { net_mbit_per_sec: Some(100), ..more.clone() });
+        if let Some(xml) = p.outside.virsh(false, &["dumpxml", name]) {
+            // libvirt shapes in kilobytes per second: 100 Mbit/s is 12,500.
+            assert!(xml.contains("<inbound average='12500'/>") && xml.contains("<outbound average='12500'/>"), "{xml}");
+        }
+        net
+    } else {
+        match net {
+            Err(HypervisorError::Unsupported(m)) => assert!(m.contains("kernel cannot shape traffic"), "{m}"),
+            other => panic!("a kernel without sch_sfq or act_police shaped traffic: {other:?}"),
+        }
+        assert_eq!(p.a.limits(name).unwrap(), more);
+        more
+    };
+    for too_much in [
+        Limits { cpu_quota_pct: Some(101), ..Limits::default() },
+        Limits { net_mbit_per_sec: Some(NET_MBIT_MAX + 1), ..Limits::default() },
+    ] {
+        assert!(matches!(p.a.set_limits(name, &too_much), Err(HypervisorError::Invalid(_))), "{too_much:?}");
+    }
+    assert_eq!(p.a.limits(name).unwrap(), more, "a refused change changes nothing");
 
     // What the limits were is put back by naming every field, 0 for none.
     let cleared = p.a.set_limits(name, &Limits::default().restoring()).unwrap();
@@ -256,6 +274,14 @@ pub fn an_unmanaged_domain_is_listed_and_adopted_without_restart(p: &Pair, name:
     assert_eq!(p.a.adopt(name, "vm-adopted").unwrap().id, found.id, "adopting again is harmless");
     assert!(matches!(p.a.adopt(name, "vm-other"), Err(HypervisorError::Invalid(_))));
     assert_eq!(p.a.domain(name).unwrap().vm_id.as_deref(), Some("vm-adopted"));
+    // Made without a NIC: a network limit is refused, and the rest of the change with it.
+    let net_and_cpu = Limits { net_mbit_per_sec: Some(100), cpu_quota_pct: Some(50), ..Limits::default() };
+    assert!(matches!(
+        p.a.set_limits(name, &net_and_cpu),
+        Err(HypervisorError::Unsupported(m)) if m == NO_NET_LIMIT
+    ));
+    assert_eq!(p.a.limits(name).unwrap().cpu_quota_pct, None);
+    assert_eq!(p.a.set_limits(name, &Limits::default().restoring()).unwrap(), Limits::default(), "clearing is fine");
 }
 
 pub fn stop_start_and_delete(p: &Pair, name: &str) {

@@ -37,6 +37,11 @@ pub trait Outside {
     }
     /// Waits until the guest OS of a domain on A is up (it must be, to release hot-plugged devices).
     fn wait_guest_ready(&self, name: &str);
+    /// Whether the hosts' kernel has the traffic control libvirt shapes NICs with (sch_htb, sch_sfq,
+    /// sch_ingress, act_police).
+    fn kernel_shapes_traffic(&self) -> bool {
+        true
+    }
 }
 
 impl Pair {

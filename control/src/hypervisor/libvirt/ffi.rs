@@ -1,5 +1,5 @@
-//! The two libvirt calls the safe bindings lack: bulk domain statistics (the bindings return raw
-//! records they never free) and block I/O tuning. Each unsafe block says what it relies on.
+//! The libvirt calls the safe bindings lack: bulk domain statistics (the bindings return raw records they
+//! never free), block I/O tuning and NIC bandwidth. Each unsafe block says what it relies on.
 #![allow(unsafe_code)]
 
 use super::backend;
@@ -66,32 +66,69 @@ fn number(p: &sys::virTypedParameter) -> Option<u64> {
     }
 }
 
-/// Sets the named block I/O limits (bytes/s, IOPS) of one disk; `None` leaves a limit as it is.
-pub fn set_block_iotune(dom: &Domain, disk: &str, limits: &[(&str, Option<u64>)], flags: u32) -> HvResult<()> {
-    let mut params: Vec<sys::virTypedParameter> = Vec::new();
-    for (field, value) in limits {
+/// A typed parameter's value as a setter sends it.
+#[derive(Clone, Copy)]
+pub enum Typed {
+    Uint(u32),
+    Ullong(u64),
+}
+
+/// Typed parameters named `field` for the values given; a `None` is left out.
+fn typed_params(values: &[(&str, Option<Typed>)]) -> HvResult<Vec<sys::virTypedParameter>> {
+    let mut params = Vec::new();
+    for (field, value) in values {
         let Some(value) = value else { continue };
         // SAFETY: an all-zero typed parameter is a valid (empty) one: a C struct of integers and a union.
         let mut p: sys::virTypedParameter = unsafe { std::mem::zeroed() };
         let name = field.as_bytes();
         if name.len() >= p.field.len() {
-            return Err(HypervisorError::Invalid(format!("I/O limit name {field} is too long")));
+            return Err(HypervisorError::Invalid(format!("parameter name {field} is too long")));
         }
         for (dst, src) in p.field.iter_mut().zip(name) {
             *dst = *src as c_char;
         }
-        p.type_ = sys::VIR_TYPED_PARAM_ULLONG as i32;
-        p.value.ul = *value;
+        match *value {
+            Typed::Uint(v) => {
+                p.type_ = sys::VIR_TYPED_PARAM_UINT as i32;
+                p.value.ui = v;
+            }
+            Typed::Ullong(v) => {
+                p.type_ = sys::VIR_TYPED_PARAM_ULLONG as i32;
+                p.value.ul = v;
+            }
+        }
         params.push(p);
     }
+    Ok(params)
+}
+
+/// Which of a domain's devices a setter tunes.
+#[derive(Clone, Copy)]
+pub enum Tune {
+    /// A disk's I/O limits (bytes/s, IOPS): `virDomainSetBlockIoTune`.
+    Block,
+    /// A NIC's bandwidth (`inbound.average`, `outbound.average`, kilobytes/s):
+    /// `virDomainSetInterfaceParameters`.
+    Interface,
+}
+
+/// Sets the named limits of one device (`vda`, `vnet0`); `None` leaves a limit as it is.
+pub fn set_tune(dom: &Domain, tune: Tune, device: &str, values: &[(&str, Option<Typed>)], flags: u32) -> HvResult<()> {
+    let mut params = typed_params(values)?;
     if params.is_empty() {
         return Ok(());
     }
-    let disk = CString::new(disk).map_err(|_| HypervisorError::Invalid("a disk name with a NUL".into()))?;
-    // SAFETY: the domain pointer is valid while `dom` lives; `params` and `disk` outlive the call, which
+    let device = CString::new(device).map_err(|_| HypervisorError::Invalid("a device name with a NUL".into()))?;
+    let n = params.len() as i32;
+    // SAFETY: the domain pointer is valid while `dom` lives; `params` and `device` outlive the call, which
     // only reads them.
     let rc = unsafe {
-        sys::virDomainSetBlockIoTune(dom.as_ptr(), disk.as_ptr(), params.as_mut_ptr(), params.len() as i32, flags)
+        match tune {
+            Tune::Block => sys::virDomainSetBlockIoTune(dom.as_ptr(), device.as_ptr(), params.as_mut_ptr(), n, flags),
+            Tune::Interface => {
+                sys::virDomainSetInterfaceParameters(dom.as_ptr(), device.as_ptr(), params.as_mut_ptr(), n, flags)
+            }
+        }
     };
     if rc < 0 {
         return Err(last_error());

@@ -1,6 +1,6 @@
 //! The libvirt driver (QEMU/KVM; Xen and LXC where libvirt offers them): one connection per host agent,
 //! domains read back from their live XML after every change, memory modules as DIMMs, limits through the
-//! scheduler and block I/O tuning, live migration peer to peer with all storage copied.
+//! scheduler, block I/O tuning and NIC bandwidth, live migration peer to peer with all storage copied.
 
 mod ffi;
 mod read;
@@ -9,6 +9,7 @@ use super::{
     disk_volume, plan_memory, xml, Disk, Domain, DomainSpec, DomainStats, HvResult, Hypervisor, HypervisorError,
     Limits, MemoryStep, Peer, PowerState, NO_NET_LIMIT,
 };
+use ffi::{Tune, Typed};
 use read::LiveXml;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub struct Libvirt {
     uri: String,
     conn: Mutex<Option<Connect>>,
     virt_type: String,
+    /// The host bridge new domains get a NIC on; without one they have none (and no network limits).
+    guest_bridge: Option<String>,
 }
 
 fn backend(e: virt::error::Error) -> HypervisorError {
@@ -67,7 +70,19 @@ impl Libvirt {
             Some(t) => return Err(HypervisorError::Invalid(format!("domain type {t:?} is not kvm or qemu"))),
             None => read::best_domain_type(&caps)?,
         };
-        Ok(Libvirt { uri: uri.to_string(), conn: Mutex::new(Some(conn)), virt_type })
+        Ok(Libvirt { uri: uri.to_string(), conn: Mutex::new(Some(conn)), virt_type, guest_bridge: None })
+    }
+
+    /// New domains get a virtio NIC on the host bridge `bridge` (one of the same name on every host, so
+    /// they can migrate); its bandwidth is what network limits set.
+    pub fn with_guest_bridge(mut self, bridge: Option<String>) -> HvResult<Libvirt> {
+        if let Some(b) = &bridge {
+            if b.is_empty() || b.len() > 15 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) {
+                return Err(HypervisorError::Invalid(format!("{b:?} is not a bridge name (1 to 15 of a-z 0-9 - _ .)")));
+            }
+        }
+        self.guest_bridge = bridge;
+        Ok(self)
     }
 
     /// `kvm`, or `qemu` where the host has no KVM.
@@ -112,8 +127,10 @@ impl Libvirt {
     }
 
     fn read(conn: &Connect, dom: &VirDomain) -> HvResult<Domain> {
-        let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
-        let (state, _) = dom.state().map_err(backend)?;
+        // A domain undefined while it is read is not there: a listing leaves it out.
+        let gone = |e| lookup_error(&dom.name().unwrap_or_default(), e);
+        let live = LiveXml::parse(&dom.xml_desc(0).map_err(gone)?)?;
+        let (state, _) = dom.state().map_err(gone)?;
         let state = match state {
             virt::enumutil::Enum::Known(virt::domain::DomainState::Running)
             | virt::enumutil::Enum::Known(virt::domain::DomainState::Blocked) => PowerState::Running,
@@ -233,7 +250,7 @@ impl Hypervisor for Libvirt {
             if spec.boot.is_none() {
                 spec.boot = appliance_boot(&pool, &spec.image);
             }
-            let definition = xml::domain(&spec, &self.virt_type, &disk_path);
+            let definition = xml::domain(&spec, &self.virt_type, &disk_path, self.guest_bridge.as_deref());
             let dom = conn.define_domain_xml(&definition).map_err(backend)?;
             if let Err(e) = dom.create() {
                 // Leave nothing half made: the next attempt starts clean.
@@ -355,12 +372,23 @@ impl Hypervisor for Libvirt {
 
     fn set_limits(&self, name: &str, change: &Limits) -> HvResult<Limits> {
         change.validate()?;
-        if change.wants_net() {
-            return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
-        }
         self.with_conn(|conn| {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
+            let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+            // Refused before anything is applied: a limit on a NIC the domain does not have.
+            if change.wants_net() && live.interfaces.is_empty() {
+                return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
+            }
+            // The network first: it is the part a host may not be able to do.
+            if let Some(mbit) = change.net_mbit_per_sec {
+                // The same rate each way, on every NIC; 0 removes it.
+                let kb = Some(Typed::Uint(net_kilobytes(mbit)?));
+                let rate = [("inbound.average", kb), ("outbound.average", kb)];
+                for nic in &live.interfaces {
+                    ffi::set_tune(&dom, Tune::Interface, &nic.device, &rate, LIVE_AND_CONFIG).map_err(shaping)?;
+                }
+            }
             if let Some(pct) = change.cpu_quota_pct {
                 let info = SchedulerInfo {
                     vcpu_bw: SchedBandwidth {
@@ -378,13 +406,12 @@ impl Hypervisor for Libvirt {
                 // the ones not changed are sent as they are.
                 let target = read_limits(&dom)?.merged(change);
                 let io = [
-                    ("read_bytes_sec", Some(target.disk_read_bytes_per_sec.unwrap_or(0))),
-                    ("write_bytes_sec", Some(target.disk_write_bytes_per_sec.unwrap_or(0))),
-                    ("total_iops_sec", Some(target.disk_iops.unwrap_or(0))),
+                    ("read_bytes_sec", Some(Typed::Ullong(target.disk_read_bytes_per_sec.unwrap_or(0)))),
+                    ("write_bytes_sec", Some(Typed::Ullong(target.disk_write_bytes_per_sec.unwrap_or(0)))),
+                    ("total_iops_sec", Some(Typed::Ullong(target.disk_iops.unwrap_or(0)))),
                 ];
-                let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
                 for disk in &live.disks {
-                    ffi::set_block_iotune(&dom, &disk.target, &io, LIVE_AND_CONFIG)?;
+                    ffi::set_tune(&dom, Tune::Block, &disk.target, &io, LIVE_AND_CONFIG)?;
                 }
             }
             read_limits(&dom)
@@ -504,6 +531,26 @@ fn read_limits(dom: &VirDomain) -> HvResult<Limits> {
         disk_read_bytes_per_sec: io(|d| d.read_bytes_sec),
         disk_write_bytes_per_sec: io(|d| d.write_bytes_sec),
         disk_iops: io(|d| d.total_iops_sec),
-        net_mbit_per_sec: None,
+        net_mbit_per_sec: live.interfaces.first().and_then(|n| n.inbound_average).map(|kb| kb.div_ceil(KB_PER_MBIT)),
     })
+}
+
+/// libvirt shapes a NIC with the kernel's traffic control (`tc`: htb and sfq one way, an ingress policer
+/// the other); a kernel built without one of them refuses, which is a limit of the host, not an error.
+fn shaping(e: HypervisorError) -> HypervisorError {
+    match e {
+        HypervisorError::Backend(m) if m.contains("tc ") && m.contains("unknown") => HypervisorError::Unsupported(
+            format!("network limits: this host's kernel cannot shape traffic as libvirt does ({})", m.trim()),
+        ),
+        other => other,
+    }
+}
+
+/// libvirt shapes NICs in kilobytes (1,000 bytes) per second: 125 make a megabit.
+const KB_PER_MBIT: u64 = 125;
+
+fn net_kilobytes(mbit: u64) -> HvResult<u32> {
+    mbit.checked_mul(KB_PER_MBIT)
+        .and_then(|kb| u32::try_from(kb).ok())
+        .ok_or_else(|| HypervisorError::Invalid(format!("a network limit of {mbit} Mbit/s is more than libvirt takes")))
 }

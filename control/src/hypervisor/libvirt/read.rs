@@ -46,6 +46,16 @@ pub struct LiveDisk {
     pub total_iops_sec: Option<u64>,
 }
 
+/// A NIC as the live XML describes it, with its bandwidth limits (kilobytes/s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveInterface {
+    /// Its MAC address (else the host side's device, `vnet0`): what libvirt's interface calls take, for the
+    /// running domain and its definition alike (the device exists only while it runs).
+    pub device: String,
+    pub inbound_average: Option<u64>,
+    pub outbound_average: Option<u64>,
+}
+
 /// What Tollgate reads from a domain's live XML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveXml {
@@ -58,6 +68,7 @@ pub struct LiveXml {
     /// The XML of each plugged memory module, in the order of `memory.modules_mib`, for unplugging.
     pub module_xml: Vec<String>,
     pub disks: Vec<LiveDisk>,
+    pub interfaces: Vec<LiveInterface>,
 }
 
 impl LiveXml {
@@ -116,7 +127,28 @@ impl LiveXml {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(LiveXml { name, uuid, vm_id, vcpus, max_vcpus, memory, module_xml, disks })
+        let interfaces = devices
+            .map(|d| {
+                d.children()
+                    .filter(|c| c.has_tag_name("interface"))
+                    .filter_map(|nic| {
+                        let target = child(nic, "target").and_then(|t| t.attribute("dev"));
+                        let mac = child(nic, "mac").and_then(|m| m.attribute("address"));
+                        let bandwidth = child(nic, "bandwidth");
+                        let average = |way: &str| {
+                            let node = bandwidth.and_then(|b| child(b, way))?;
+                            node.attribute("average")?.parse::<u64>().ok().filter(|v| *v > 0)
+                        };
+                        Some(LiveInterface {
+                            device: mac.or(target)?.to_string(),
+                            inbound_average: average("inbound"),
+                            outbound_average: average("outbound"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(LiveXml { name, uuid, vm_id, vcpus, max_vcpus, memory, module_xml, disks, interfaces })
     }
 }
 
@@ -169,6 +201,11 @@ mod tests {
     <disk type='file' device='cdrom'><target dev='sda'/></disk>
     <memory model='dimm'><target><size unit='KiB'>262144</size><node>0</node></target><alias name='dimm0'/></memory>
     <memory model='dimm'><target><size unit='KiB'>131072</size><node>0</node></target><alias name='dimm1'/></memory>
+    <interface type='bridge'>
+      <mac address='52:54:00:aa:bb:cc'/><source bridge='br0'/><target dev='vnet3'/>
+      <bandwidth><inbound average='12500'/><outbound average='0'/></bandwidth>
+    </interface>
+    <interface type='bridge'><mac address='52:54:00:aa:bb:cd'/><source bridge='br0'/></interface>
   </devices>
 </domain>"#;
 
@@ -182,6 +219,9 @@ mod tests {
         assert_eq!(live.disks.len(), 1);
         assert_eq!(live.disks[0].read_bytes_sec, Some(1 << 20));
         assert_eq!(live.disks[0].total_iops_sec, None);
+        let nics: Vec<_> =
+            live.interfaces.iter().map(|i| (i.device.as_str(), i.inbound_average, i.outbound_average)).collect();
+        assert_eq!(nics, [("52:54:00:aa:bb:cc", Some(12_500), None), ("52:54:00:aa:bb:cd", None, None)]);
     }
 
     #[test]
