@@ -105,6 +105,7 @@ pub struct RequestForm {
     disk_read_mbps: String,
     disk_write_mbps: String,
     disk_iops: String,
+    net_mbit: String,
     to_host_id: String,
     live: String,
 }
@@ -156,7 +157,7 @@ impl RequestForm {
                 disk_write_bytes_per_sec: optional::<u64>("disk_write_mbps", &self.disk_write_mbps)?
                     .map(|m| m.saturating_mul(1_000_000)),
                 disk_iops: optional("disk_iops", &self.disk_iops)?,
-                net_mbit_per_sec: None,
+                net_mbit_per_sec: optional("net_mbit", &self.net_mbit)?,
             },
             "migrate" => Operation::Migrate {
                 vm_id: required("vm_id", &self.vm_id)?.to_owned(),

@@ -321,6 +321,13 @@ async fn a_vm_requested_on_the_dashboard_is_approved_from_the_inbox_of_a_second_
     let path = r.location.unwrap();
     let page = alice.get(&path).await;
     page.assert_shows("draft").assert_shows("Provision VM web-7").assert_shows("Risk");
+    // The quota form takes a network limit with the others.
+    let quota = alice.get("/requests/quota").await;
+    let fields = [("vm_id", w.vm.as_str()), ("cpu_quota_pct", "50"), ("net_mbit", "100")];
+    let window = [("kind", "normal"), ("window_start", from.as_str()), ("window_end", to.as_str())];
+    let r = alice.submit(&quota, "/requests/quota", &[&fields[..], &window[..]].concat()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    alice.get(&r.location.unwrap()).await.assert_shows("CPU 50%, network 100 Mbit/s");
     for event in ["submit", "assess", "request_approval"] {
         let page = alice.get(&path).await;
         let r = alice.submit(&page, &format!("{path}/events"), &[("event", event)]).await;
