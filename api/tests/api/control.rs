@@ -438,3 +438,50 @@ async fn a_domain_made_by_hand_is_adopted_by_a_change_without_a_restart_and_is_n
     assert_eq!(after.id, before.id, "adopting restarted the domain");
     assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 0, "an adopted domain is no longer drift");
 }
+
+/// Writes a `vm` point for `vm` on `host` as that host's agent would, dated `ahead` seconds from now (a host
+/// clock a little ahead).
+async fn vm_point(f: &Fleet, agent: &str, host: &str, vm: &str, ahead: i64) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + ahead;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v2/write?precision=s")
+        .header("authorization", format!("Token {agent}"))
+        .body(axum::body::Body::from(format!("vm,host={host},vm={vm} running=true,cpu_pct=3 {now}")))
+        .unwrap();
+    assert_eq!(f.w.app.send_raw(req).await.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn verification_waits_for_the_vm_s_metrics_where_its_host_reports_its_vms_and_rolls_back_without_them() {
+    let mut f = fleet().await;
+    let policy = Arc::new(tollgate_workflows::incident::IncidentPolicy::default());
+    f.executor = Executor::with_metrics_wait(f.w.app.db.clone(), policy, Duration::from_secs(2));
+    // A host that reports no VM metrics has none to wait for.
+    let first = f.implementing("new web VM", json!([provision("web-1", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+    let vm_id = f.vm("web-1").await["id"].as_str().unwrap().to_owned();
+    let limit = |pct: u32| {
+        json!([{"op": "set_quota", "vm_id": vm_id, "cpu_quota_pct": pct, "disk_read_bytes_per_sec": null,
+            "disk_write_bytes_per_sec": null, "disk_iops": null, "net_mbit_per_sec": null}])
+    };
+
+    // sim-a now reports its VMs, but not web-1: the change is not verified and rolls back.
+    let agent = f.w.app.user_with_roles("aggie", &["agent"]).await;
+    vm_point(&f, &agent, "sim-a", "other", 0).await;
+    let silent = f.implementing("limit web-1", limit(50)).await;
+    let job = f.run(&silent).await;
+    assert_eq!(job["state"], "rolled_back", "{job}");
+    assert!(
+        job.to_string().contains("no metrics from it in 2 s after the change, while sim-a reports its other VMs"),
+        "{job}"
+    );
+    assert_eq!(f.w.state(&silent).await, "rolled_back");
+    assert_eq!(f.sim.host("sim-a", SIM_IMAGES).limits("web-1").unwrap().cpu_quota_pct, None, "undone");
+
+    // With web-1's metrics arriving (dated after the verification starts), the same change completes.
+    vm_point(&f, &agent, "sim-a", "web-1", 10).await;
+    let reported = f.implementing("limit web-1 again", limit(50)).await;
+    assert_eq!(f.run(&reported).await["state"], "succeeded");
+    assert_eq!(f.sim.host("sim-a", SIM_IMAGES).limits("web-1").unwrap().cpu_quota_pct, Some(50));
+}

@@ -15,6 +15,7 @@ use tollgate_workflows::change::{self, ChangeEvent};
 use tollgate_workflows::clock::to_millis;
 use tollgate_workflows::cmdb::{self, Ci, CiKind};
 use tollgate_workflows::incident::{self, IncidentPolicy, IncidentReport, Level, LinkKind, Reported};
+use tollgate_workflows::metrics::store::{query as metrics_query, Selector};
 use tollgate_workflows::process::Actor;
 use tollgate_workflows::text::{Description, Name};
 use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult};
@@ -23,6 +24,8 @@ use tollgate_workflows::{AuditContext, Db, StoreError, StoreResult};
 const LEASE_MS: i64 = 30_000;
 /// How long a step waits for one host task's outcome.
 const TASK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long verification waits for a changed VM's metrics: a few of an agent's intervals (10 s by default).
+const METRICS_WAIT: Duration = Duration::from_secs(45);
 
 /// A step's result: the inverse steps, or why it failed (a failure of the work, not of the store).
 type StepResult = StoreResult<Result<Vec<Step>, String>>;
@@ -44,10 +47,17 @@ pub struct Executor {
     ratios: Ratios,
     driving: Mutex<HashSet<String>>,
     poll: Duration,
+    /// How long verification waits for a changed VM's metrics ([`METRICS_WAIT`]).
+    metrics_wait: Duration,
 }
 
 impl Executor {
     pub fn new(db: Db, policy: Arc<IncidentPolicy>) -> Arc<Executor> {
+        Executor::with_metrics_wait(db, policy, METRICS_WAIT)
+    }
+
+    /// An executor whose verification waits `metrics_wait` for a changed VM's metrics.
+    pub fn with_metrics_wait(db: Db, policy: Arc<IncidentPolicy>, metrics_wait: Duration) -> Arc<Executor> {
         Arc::new(Executor {
             db,
             me: format!("server-{}", uuid::Uuid::new_v4()),
@@ -56,6 +66,7 @@ impl Executor {
             ratios: Ratios::default(),
             driving: Mutex::new(HashSet::new()),
             poll: Duration::from_millis(100),
+            metrics_wait,
         })
     }
 
@@ -397,6 +408,58 @@ impl Executor {
         }
     }
 
+    /// Whether the VM's metrics still come in after the change: when its host reports its VMs' metrics at
+    /// all (a `vm` point in the last two minutes), a point of this VM from this host since `since_ns` must
+    /// arrive within the executor's wait ([`METRICS_WAIT`] by default). A host that reports none has nothing
+    /// to show.
+    async fn metrics_arriving(
+        &self,
+        row: &JobRow,
+        host: &Ci,
+        vm: &str,
+        since_ns: i64,
+    ) -> StoreResult<Result<(), String>> {
+        let selector = |vm: Option<&str>| Selector {
+            measurement: "vm".into(),
+            field: "running".into(),
+            tags: std::iter::once(("host".to_owned(), host.name.clone()))
+                .chain(vm.map(|v| ("vm".to_owned(), v.to_owned())))
+                .collect(),
+        };
+        // Points may carry a host's clock a little ahead of this server's.
+        let ahead_ns = 60_000_000_000;
+        let (from, to) = (self.now_ns() - 120_000_000_000, self.now_ns() + ahead_ns);
+        let reporting = metrics_query(&self.db, &selector(None), from, to, 0).await?;
+        if reporting.iter().all(|s| s.points.is_empty()) {
+            return Ok(Ok(()));
+        }
+        let (started, mut renewed) = (Instant::now(), Instant::now());
+        loop {
+            let mine = metrics_query(&self.db, &selector(Some(vm)), since_ns, self.now_ns() + ahead_ns, 0).await?;
+            if mine.iter().any(|s| !s.points.is_empty()) {
+                return Ok(Ok(()));
+            }
+            if started.elapsed() > self.metrics_wait {
+                return Ok(Err(format!(
+                    "no metrics from it in {} s after the change, while {} reports its other VMs",
+                    self.metrics_wait.as_secs(),
+                    host.name
+                )));
+            }
+            if renewed.elapsed() > Duration::from_secs(5) {
+                if !self.renew(&row.id).await? {
+                    return Err(StoreError::Conflict(format!("job {} was taken over", row.id)));
+                }
+                renewed = Instant::now();
+            }
+            tokio::time::sleep(self.poll.max(Duration::from_millis(200))).await;
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.db.clock().now().unix_timestamp_nanos() as i64
+    }
+
     async fn vm(&self, name: &str) -> StoreResult<Option<(Ci, Ci)>> {
         let Some(vm) = inventory::vm_named(&self.db, name).await? else { return Ok(None) };
         let Some(host_id) = vm.parent_id.clone() else { return Ok(None) };
@@ -650,6 +713,9 @@ impl Executor {
                 Ok(Ok(Vec::new()))
             }
             Step::Verify { vm } => {
+                // Metrics the VM's host sends from now on (with a little slack for the host's clock) show it
+                // still reporting after the change.
+                let since_ns = self.now_ns() - 2_000_000_000;
                 let Some((ci, host)) = self.vm(vm).await? else { return missing(vm) };
                 let domain = match check!(self.task(row, step, 0, &host, Action::Inspect { name: vm.clone() }).await?) {
                     Outcome::Domain { domain } => domain,
@@ -658,6 +724,11 @@ impl Executor {
                 let mut wrong = crate::reconcile::differences(&ci, &domain);
                 if domain.vm_id.as_deref() != Some(ci.id.as_str()) {
                     wrong.push("the domain does not carry this VM's id".into());
+                }
+                if wrong.is_empty() && domain.state == PowerState::Running {
+                    if let Err(why) = self.metrics_arriving(row, &host, vm, since_ns).await? {
+                        wrong.push(why);
+                    }
                 }
                 if wrong.is_empty() {
                     Ok(Ok(Vec::new()))
