@@ -1,8 +1,9 @@
 //! The control plane end to end on real libvirt: a server, the real agent on each of two test hosts
 //! (`scripts/lib/vhosts.sh`; `TOLLGATE_TEST_LIBVIRT_HOSTS` names them), and approved changes that
-//! provision a VM, resize it live up and down, limit it, and live-migrate it; a migration the destination
-//! refuses rolls its change back, undoing what ran, and opens an incident linked to the change. After each, `virsh` on the
-//! host confirms the result; for the live operations the domain id and the QEMU process are unchanged.
+//! provision a VM (with a NIC on the hosts' guest bridge), resize it live up and down, limit it, live-migrate
+//! it and evacuate its host; a migration the destination refuses rolls its change back, undoing what ran, and
+//! opens an incident linked to the change; a vCPU added by hand is drift. After each, `virsh` on the host
+//! confirms the result; for the live operations the domain id and the QEMU process are unchanged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,7 +22,7 @@ use tollgate_workflows::text::PageRequest;
 use tollgate_workflows::{Clock, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_libvirt_hosts() {
+async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_on_real_libvirt_hosts() {
     let database = fresh_database().await;
     let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
     tollgate_workflows::process::seed_defaults(&db).await.unwrap();
@@ -151,20 +152,28 @@ async fn approved_changes_provision_resize_limit_and_live_migrate_a_vm_on_real_l
         let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
         assert_eq!(vm.parent_id.as_deref(), Some(host_ids[1].as_str()));
 
-        // A vCPU added by hand on vh2, outside any change: its agent's next VM reading shows it, the agent
+        // Evacuating vh2 moves its running VM live to the only other host, vh1, by placement.
+        run("evacuate vh2", vec![Operation::Evacuate { host_id: host_ids[1].clone() }]).await;
+        assert!(vh1.virsh(&["list", "--name"]).lines().any(|l| l.trim() == name), "not running on {}", vh1.name);
+        assert!(!vh2.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still on {}", vh2.name);
+        assert_eq!(vh1.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
+        let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
+        assert_eq!(vm.parent_id.as_deref(), Some(host_ids[0].as_str()));
+
+        // A vCPU added by hand on vh1, outside any change: its agent's next VM reading shows it, the agent
         // sends the host's domains at once (its inventory interval is the default ten minutes), and the
         // reconciler opens an incident on the host and the VM.
-        vh2.virsh(&["setvcpus", &name, "3", "--live"]);
+        vh1.virsh(&["setvcpus", &name, "3", "--live"]);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let wanted =
-            format!("Unauthorised change on {}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh2.name);
+            format!("Unauthorised change on {}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh1.name);
         loop {
             let open = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
                 .await
                 .unwrap()
                 .items;
             if let Some(i) = open.iter().find(|i| i.title == wanted) {
-                assert!(i.ci_ids.contains(&host_ids[1]) && i.ci_ids.contains(&vm.id), "{i:?}");
+                assert!(i.ci_ids.contains(&host_ids[0]) && i.ci_ids.contains(&vm.id), "{i:?}");
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "no drift incident in 60 s; open: {open:?}");
