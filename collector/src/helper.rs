@@ -108,8 +108,10 @@ impl Helper {
     }
 
     fn start(&self) -> HvResult<Process> {
+        // The helper talks to libvirt only: the agent's token stays with the agent.
         let mut child = Command::new(&self.program)
             .args(&self.args)
+            .env_remove("TOLLGATE_AGENT_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -213,14 +213,18 @@ impl Runner {
             return;
         }
         self.inventory_sent = Some(Instant::now());
-        self.inventory_shape = shape;
         let domains = match self.driver.get().and_then(|d| d.domains()) {
             Ok(domains) => domains,
             Err(e) => return log(&format!("cannot list this host's domains for the server: {e}")),
         };
+        // The shape counts as sent once the server has the domains: until then each round tries again.
         match self.client.post(&format!("{}/domains", self.client.base), &domains) {
-            Ok(_) if self.verbose => log(&format!("sent {} domain(s) for the server to compare", domains.len())),
-            Ok(_) => {}
+            Ok(_) => {
+                self.inventory_shape = shape;
+                if self.verbose {
+                    log(&format!("sent {} domain(s) for the server to compare", domains.len()));
+                }
+            }
             Err(Failure::Again(why) | Failure::Settled(why)) => log(&format!("sending this host's domains: {why}")),
         }
     }
