@@ -17,40 +17,18 @@ usage: browser_check.py BASE_URL ADMIN_PASSWORD WEBDRIVER_URL MAILDIR ARTIFACTS_
 import base64
 import email
 import email.policy
-import json
 import mailbox
 import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
+
+from http_json import http
 
 BASE, ADMIN_PASSWORD, DRIVER, MAILDIR, ARTIFACTS = sys.argv[1:6]
 PASSWORD = "browser-user-password"
 os.makedirs(ARTIFACTS, exist_ok=True)
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
-
-
-def http(method, url, body=None, token=None, content_type="application/json"):
-    data = None
-    headers = {}
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["content-type"] = content_type
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read().decode()
-            return r.status, (json.loads(text) if text and r.headers.get_content_type() == "application/json" else text)
-    except urllib.error.HTTPError as e:
-        text = e.read().decode()
-        try:
-            return e.code, json.loads(text)
-        except ValueError:
-            return e.code, text
 
 
 def api(method, path, body=None, token=None, expect=(200, 201, 204)):

@@ -21,30 +21,13 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from http_json import http
 
 BASE, ADMIN_PASSWORD, VICTORIA, AGENT, WORK, DASHBOARDS = sys.argv[1:7]
 REGION, CLUSTER, HOST, VM = "test-region", "test-cluster", "test-host-1", "test-vm-1"
 FIXED_LABELS = ("host", "vm", "cluster", "region", "instance")
-
-
-def http(method, url, body=None, token=None, content_type="application/json"):
-    data = None
-    headers = {}
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["content-type"] = content_type
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read().decode()
-            return r.status, (json.loads(text) if text.startswith(("{", "[")) else text)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def api(method, path, body=None, token=None):

@@ -343,13 +343,7 @@ async fn each_service_places_its_vms_by_its_own_strategy() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let req = axum::http::Request::builder()
-        .method("POST")
-        .uri("/api/v2/write?precision=s")
-        .header("authorization", format!("Token {agent}"))
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    assert_eq!(f.w.app.send_raw(req).await.status, StatusCode::NO_CONTENT);
+    write_lines(&f, &agent, body).await;
     while tollgate_workflows::metrics::rollup::roll_up(&f.w.app.db).await.unwrap() > 0 {}
 
     let vm = |name: &str, service: &str| {
@@ -439,17 +433,22 @@ async fn a_domain_made_by_hand_is_adopted_by_a_change_without_a_restart_and_is_n
     assert_eq!(f.agents.reconcile(&policy).await.unwrap(), 0, "an adopted domain is no longer drift");
 }
 
-/// Writes a `vm` point for `vm` on `host` as that host's agent would, dated `ahead` seconds from now (a host
-/// clock a little ahead).
-async fn vm_point(f: &Fleet, agent: &str, host: &str, vm: &str, ahead: i64) {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + ahead;
+/// Writes line protocol (timestamps in seconds) as the agent whose token is `agent`.
+async fn write_lines(f: &Fleet, agent: &str, body: String) {
     let req = axum::http::Request::builder()
         .method("POST")
         .uri("/api/v2/write?precision=s")
         .header("authorization", format!("Token {agent}"))
-        .body(axum::body::Body::from(format!("vm,host={host},vm={vm} running=true,cpu_pct=3 {now}")))
+        .body(axum::body::Body::from(body))
         .unwrap();
     assert_eq!(f.w.app.send_raw(req).await.status, StatusCode::NO_CONTENT);
+}
+
+/// Writes a `vm` point for `vm` on `host` as that host's agent would, dated `ahead` seconds from now (a host
+/// clock a little ahead).
+async fn vm_point(f: &Fleet, agent: &str, host: &str, vm: &str, ahead: i64) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + ahead;
+    write_lines(f, agent, format!("vm,host={host},vm={vm} running=true,cpu_pct=3 {now}")).await;
 }
 
 #[tokio::test]

@@ -288,9 +288,6 @@ impl Hypervisor for SimHost {
                 return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
             }
             d.limits = d.limits.merged(change);
-            if !d.nic {
-                d.limits.net_mbit_per_sec = None;
-            }
             Ok(d.limits.clone())
         })
     }
