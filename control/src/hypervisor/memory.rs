@@ -37,18 +37,28 @@ pub enum MemoryStep {
     Unplug(Vec<usize>),
 }
 
-/// Plans the live step from `layout` to `target_mib`, or refuses with the cold resize that would do it.
-pub fn plan_memory(layout: &MemoryLayout, target_mib: u64) -> HvResult<MemoryStep> {
-    let current = layout.current_mib();
-    let cold = |reason: String| HypervisorError::Refused {
+/// The refusal of a size only a cold resize reaches.
+fn cold_resize(target_mib: u64, reason: String) -> HypervisorError {
+    HypervisorError::Refused {
         reason,
         proposal: format!("request a cold resize to {target_mib} MiB (a change that restarts the VM)"),
-    };
+    }
+}
+
+fn check_unit(target_mib: u64) -> HvResult<()> {
     if target_mib == 0 || target_mib % MEMORY_UNIT_MIB != 0 {
         return Err(HypervisorError::Invalid(format!(
             "memory must be a positive multiple of {MEMORY_UNIT_MIB} MiB, not {target_mib}"
         )));
     }
+    Ok(())
+}
+
+/// Plans the live step from `layout` to `target_mib`, or refuses with the cold resize that would do it.
+pub fn plan_memory(layout: &MemoryLayout, target_mib: u64) -> HvResult<MemoryStep> {
+    let current = layout.current_mib();
+    let cold = |reason: String| cold_resize(target_mib, reason);
+    check_unit(target_mib)?;
     if target_mib == current {
         return Ok(MemoryStep::Nothing);
     }
@@ -72,6 +82,19 @@ pub fn plan_memory(layout: &MemoryLayout, target_mib: u64) -> HvResult<MemorySte
             current - target_mib
         ))),
     }
+}
+
+/// Checks a container's memory limit can move to `target_mib` while it runs: anywhere from one unit up
+/// to its maximum (no modules, no slots). Whether anything changes is for the caller to see.
+pub fn check_memory_limit(layout: &MemoryLayout, target_mib: u64) -> HvResult<()> {
+    check_unit(target_mib)?;
+    if target_mib > layout.max_mib {
+        return Err(cold_resize(
+            target_mib,
+            format!("{target_mib} MiB is past the live headroom of {} MiB", layout.max_mib),
+        ));
+    }
+    Ok(())
 }
 
 /// Positions of modules whose sizes add up to exactly `need_mib`, preferring the newest (the guest placed
@@ -139,5 +162,16 @@ mod tests {
         assert!(refused(plan_memory(&layout(&[128, 128, 128]), 1024)));
         assert!(refused(plan_memory(&layout(&[256]), 640)));
         assert!(matches!(plan_memory(&layout(&[]), 700), Err(HypervisorError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_containers_limit_moves_freely_up_to_its_maximum() {
+        let limit = MemoryLayout { base_mib: 512, modules_mib: Vec::new(), max_mib: 2048, slots: 0 };
+        for fine in [128, 512, 2048] {
+            assert_eq!(check_memory_limit(&limit, fine), Ok(()), "{fine}");
+        }
+        assert!(matches!(check_memory_limit(&limit, 4096), Err(HypervisorError::Refused { .. })));
+        assert!(matches!(check_memory_limit(&limit, 0), Err(HypervisorError::Invalid(_))));
+        assert!(matches!(check_memory_limit(&limit, 700), Err(HypervisorError::Invalid(_))));
     }
 }

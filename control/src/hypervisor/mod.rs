@@ -13,7 +13,7 @@ pub mod xml;
 pub mod libvirt;
 pub mod remote;
 
-pub use memory::{plan_memory, MemoryLayout, MemoryStep, MEMORY_UNIT_MIB};
+pub use memory::{check_memory_limit, plan_memory, MemoryLayout, MemoryStep, MEMORY_UNIT_MIB};
 
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +262,44 @@ impl Limits {
     pub fn wants_net(&self) -> bool {
         self.net_mbit_per_sec.is_some_and(|v| v > 0)
     }
+
+    /// Whether the change asks for a disk limit (bytes or IOPS).
+    pub fn wants_disk(&self) -> bool {
+        [self.disk_read_bytes_per_sec, self.disk_write_bytes_per_sec, self.disk_iops]
+            .iter()
+            .any(|v| v.is_some_and(|v| v > 0))
+    }
+}
+
+/// What a host's hypervisor does. A driver refuses the rest with a clear error before it changes anything;
+/// the server shows it beside the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// vCPUs plugged and unplugged while the domain runs.
+    pub live_vcpus: bool,
+    /// Memory grows by plugging modules and shrinks no lower than the domain booted with; without them
+    /// it is a limit that moves anywhere up to its maximum while the domain runs.
+    pub memory_modules: bool,
+    /// Disk I/O limits (bytes and IOPS per second).
+    pub disk_limits: bool,
+    /// Network limits on a running domain's NICs (where the host's kernel can shape traffic).
+    pub net_limits: bool,
+    /// Moving a domain to another host, live or cold.
+    pub migration: bool,
+}
+
+impl Capabilities {
+    /// A virtual machine hypervisor (QEMU/KVM, the simulator): everything.
+    pub const MACHINES: Capabilities =
+        Capabilities { live_vcpus: true, memory_modules: true, disk_limits: true, net_limits: true, migration: true };
+    /// Containers under libvirt's LXC driver: memory and CPU limits move live; the rest does not exist there.
+    pub const CONTAINERS: Capabilities = Capabilities {
+        live_vcpus: false,
+        memory_modules: false,
+        disk_limits: false,
+        net_limits: false,
+        migration: false,
+    };
 }
 
 /// One domain's counters from one bulk statistics call.
@@ -312,6 +350,39 @@ impl DomainStats {
     }
 }
 
+impl DomainStats {
+    /// One domain's figures from the per-domain calls, for a driver without bulk statistics (LXC):
+    /// `info` is `virDomainGetInfo`'s state, vCPUs and CPU time, `limit_kib` the memory it may use, and
+    /// `used_kib` what it uses.
+    pub fn from_info(name: String, info: DomainInfo, limit_kib: u64, nics: &[(u64, u64)]) -> DomainStats {
+        DomainStats {
+            name,
+            // VIR_DOMAIN_RUNNING is 1.
+            running: info.state == 1,
+            cpu_time_ns: info.cpu_time_ns,
+            vcpus: info.vcpus,
+            balloon_current_kib: limit_kib.min(info.max_kib),
+            balloon_rss_kib: info.used_kib,
+            net_rx_bytes: nics.iter().map(|n| n.0).sum(),
+            net_tx_bytes: nics.iter().map(|n| n.1).sum(),
+            ..DomainStats::default()
+        }
+    }
+}
+
+/// `virDomainGetInfo`: what every driver answers for one domain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// `virDomainState`: 1 is running.
+    pub state: u32,
+    /// The most memory the domain may have.
+    pub max_kib: u64,
+    /// What it uses now (a container's cgroup usage; a VM's current size).
+    pub used_kib: u64,
+    pub vcpus: u32,
+    pub cpu_time_ns: u64,
+}
+
 /// Another host, as a migration addresses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
@@ -323,8 +394,13 @@ pub struct Peer {
 
 /// The driver of one host's hypervisor.
 pub trait Hypervisor: Send + Sync {
-    /// What the hypervisor is (`QEMU/KVM`, `simulated`).
+    /// What the hypervisor is (`libvirt/kvm`, `libvirt/lxc`, `simulated`).
     fn kind(&self) -> String;
+
+    /// What it can do; it refuses the rest.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MACHINES
+    }
 
     /// Every domain on the host, managed or not.
     fn domains(&self) -> HvResult<Vec<Domain>>;

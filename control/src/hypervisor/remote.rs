@@ -6,10 +6,11 @@
 //! The protocol is XDR over a stream socket: each message is a 4-byte length, a header (program,
 //! version, procedure, type, serial, status) and the procedure's arguments or reply. Only the calls a
 //! statistics reader needs are spoken: authentication list (and polkit), open, all-domain statistics,
-//! close. Procedure numbers and layouts are libvirt's `remote_protocol.x` and `virnetprotocol.x`, stable
+//! close; and, for a driver without the bulk call (LXC), the domain list and each domain's info, memory
+//! limit, XML (for its NICs) and NIC counters. Procedure numbers and layouts are libvirt's `remote_protocol.x` and `virnetprotocol.x`, stable
 //! across releases since 1.2.8.
 
-use super::{DomainStats, HvResult, HypervisorError};
+use super::{xml, DomainInfo, DomainStats, HvResult, HypervisorError};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,17 @@ const PROC_CONNECT_CLOSE: i32 = 2;
 const PROC_AUTH_LIST: i32 = 66;
 const PROC_AUTH_POLKIT: i32 = 70;
 const PROC_CONNECT_GET_ALL_DOMAIN_STATS: i32 = 344;
+const PROC_CONNECT_LIST_ALL_DOMAINS: i32 = 273;
+const PROC_DOMAIN_GET_INFO: i32 = 16;
+const PROC_DOMAIN_GET_XML_DESC: i32 = 14;
+const PROC_DOMAIN_INTERFACE_STATS: i32 = 65;
+const PROC_DOMAIN_GET_MEMORY_PARAMETERS: i32 = 198;
+/// `VIR_ERR_NO_SUPPORT`: the driver lacks the call.
+const ERR_NO_SUPPORT: i32 = 3;
+/// `VIR_ERR_NO_DOMAIN`: the domain went away.
+const ERR_NO_DOMAIN: i32 = 42;
+/// How many memory parameters to ask for (libvirt's own maximum).
+const MEMORY_PARAMETERS_MAX: i32 = 16;
 const TYPE_CALL: i32 = 0;
 const TYPE_REPLY: i32 = 1;
 const STATUS_OK: i32 = 0;
@@ -129,6 +141,21 @@ impl Encoder {
         self.0.resize(self.0.len().next_multiple_of(4), 0);
         self
     }
+
+    /// `remote_nonnull_domain`.
+    fn domain(&mut self, d: &RemoteDomain) -> &mut Self {
+        self.string(&d.name);
+        self.0.extend_from_slice(&d.uuid);
+        self.i32(d.id)
+    }
+}
+
+/// A domain as the protocol names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteDomain {
+    name: String,
+    uuid: [u8; 16],
+    id: i32,
 }
 
 /// XDR decoding of a reply; every read checks the bounds, so a short or hostile reply is an error.
@@ -190,12 +217,12 @@ impl<'a> Decoder<'a> {
         Ok(n)
     }
 
-    /// `remote_nonnull_domain`: its name (uuid and id are not needed here).
-    fn domain_name(&mut self) -> HvResult<String> {
+    /// `remote_nonnull_domain`.
+    fn domain(&mut self) -> HvResult<RemoteDomain> {
         let name = self.string()?;
-        self.take(16)?;
-        self.i32()?;
-        Ok(name)
+        let mut uuid = [0; 16];
+        uuid.copy_from_slice(self.take(16)?);
+        Ok(RemoteDomain { name, uuid, id: self.i32()? })
     }
 
     /// `remote_typed_param`: its name and, for a number, its value.
@@ -222,17 +249,17 @@ impl<'a> Decoder<'a> {
         Ok((field, value))
     }
 
-    /// `remote_error`: what the daemon says went wrong.
-    fn error(&mut self) -> HypervisorError {
+    /// `remote_error`: libvirt's error code and what the daemon says went wrong.
+    fn error(&mut self) -> (i32, HypervisorError) {
         let read = |d: &mut Self| -> HvResult<(i32, Option<String>)> {
             let code = d.i32()?;
             d.i32()?;
             Ok((code, d.optional(Self::string)?))
         };
         match read(self) {
-            Ok((_, Some(message))) => backend(message),
-            Ok((code, None)) => backend(format!("libvirt error {code}")),
-            Err(e) => e,
+            Ok((code, Some(message))) => (code, backend(message)),
+            Ok((code, None)) => (code, backend(format!("libvirt error {code}"))),
+            Err(e) => (0, e),
         }
     }
 }
@@ -243,7 +270,7 @@ fn decode_stats(reply: &[u8]) -> HvResult<Vec<DomainStats>> {
     let records = d.count()?;
     let mut out = Vec::with_capacity(records);
     for _ in 0..records {
-        let name = d.domain_name()?;
+        let name = d.domain()?.name;
         let n = d.count()?;
         let params = (0..n).map(|_| d.typed_param()).collect::<HvResult<Vec<_>>>()?;
         out.push(DomainStats::from_params(name, &params));
@@ -251,10 +278,34 @@ fn decode_stats(reply: &[u8]) -> HvResult<Vec<DomainStats>> {
     Ok(out)
 }
 
+/// `domainGetInfo`'s reply.
+fn decode_info(reply: &[u8]) -> HvResult<DomainInfo> {
+    let mut d = Decoder { bytes: reply };
+    Ok(DomainInfo { state: d.u32()?, max_kib: d.u64()?, used_kib: d.u64()?, vcpus: d.u32()?, cpu_time_ns: d.u64()? })
+}
+
+/// `domainGetMemoryParameters`' reply: the hard limit (KiB), where there is one.
+fn decode_hard_limit(reply: &[u8]) -> HvResult<Option<u64>> {
+    let mut d = Decoder { bytes: reply };
+    let params = (0..d.count()?).map(|_| d.typed_param()).collect::<HvResult<Vec<_>>>()?;
+    Ok(params.into_iter().find(|(name, _)| name == "hard_limit").and_then(|(_, v)| v))
+}
+
+/// `domainInterfaceStats`' reply: bytes received and sent.
+fn decode_traffic(reply: &[u8]) -> HvResult<(u64, u64)> {
+    let mut d = Decoder { bytes: reply };
+    let c = (0..8).map(|_| d.u64().map(|v| (v as i64).max(0) as u64)).collect::<HvResult<Vec<_>>>()?;
+    Ok((c[0], c[4]))
+}
+
 /// An open connection to the local libvirt daemon, for statistics.
 pub struct StatsConnection {
     socket: UnixStream,
     serial: u32,
+    /// The daemon's error code of the last failed call.
+    last_error: i32,
+    /// Whether the driver lacks the bulk call, so that each domain is asked on its own (LXC).
+    one_by_one: bool,
 }
 
 impl StatsConnection {
@@ -265,7 +316,8 @@ impl StatsConnection {
             .map_err(|e| backend(format!("cannot connect to libvirt at {}: {e}", local.socket.display())))?;
         socket.set_read_timeout(Some(CALL_TIMEOUT)).map_err(backend)?;
         socket.set_write_timeout(Some(CALL_TIMEOUT)).map_err(backend)?;
-        let mut conn = StatsConnection { socket, serial: 0 };
+        let one_by_one = local.name.starts_with("lxc:");
+        let mut conn = StatsConnection { socket, serial: 0, last_error: 0, one_by_one };
         let auth = conn.call(PROC_AUTH_LIST, &[])?;
         let mut d = Decoder { bytes: &auth };
         let types = (0..d.count()?).map(|_| d.i32()).collect::<HvResult<Vec<_>>>()?;
@@ -285,12 +337,62 @@ impl StatsConnection {
         Ok(conn)
     }
 
-    /// Counters of every domain on the host, from one call.
+    /// Counters of every domain on the host, from one call where the driver has it.
     pub fn stats(&mut self) -> HvResult<Vec<DomainStats>> {
+        if !self.one_by_one {
+            let mut args = Encoder::default();
+            args.u32(0).u32(STATS_GROUPS).u32(0);
+            match self.call(PROC_CONNECT_GET_ALL_DOMAIN_STATS, &args.0) {
+                Ok(reply) => return decode_stats(&reply),
+                Err(_) if self.last_error == ERR_NO_SUPPORT => self.one_by_one = true,
+                Err(e) => return Err(e),
+            }
+        }
+        self.stats_one_by_one()
+    }
+
+    /// Counters of every domain from per-domain calls: state, vCPUs and CPU time, the memory limit it runs
+    /// under and what it uses, and its NICs' traffic (as the library driver reads them).
+    fn stats_one_by_one(&mut self) -> HvResult<Vec<DomainStats>> {
         let mut args = Encoder::default();
-        args.u32(0).u32(STATS_GROUPS).u32(0);
-        let reply = self.call(PROC_CONNECT_GET_ALL_DOMAIN_STATS, &args.0)?;
-        decode_stats(&reply)
+        args.i32(1).u32(0);
+        let reply = self.call(PROC_CONNECT_LIST_ALL_DOMAINS, &args.0)?;
+        let mut d = Decoder { bytes: &reply };
+        let domains = (0..d.count()?).map(|_| d.domain()).collect::<HvResult<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(domains.len());
+        for dom in domains {
+            match self.domain_stats(&dom) {
+                Ok(s) => out.push(s),
+                // Undefined since the listing.
+                Err(_) if self.last_error == ERR_NO_DOMAIN => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn domain_stats(&mut self, dom: &RemoteDomain) -> HvResult<DomainStats> {
+        let mut args = Encoder::default();
+        args.domain(dom);
+        let info = decode_info(&self.call(PROC_DOMAIN_GET_INFO, &args.0)?)?;
+        // VIR_DOMAIN_RUNNING is 1.
+        if info.state != 1 {
+            let stopped = DomainInfo { used_kib: 0, ..info };
+            return Ok(DomainStats::from_info(dom.name.clone(), stopped, info.used_kib, &[]));
+        }
+        let mut args = Encoder::default();
+        args.domain(dom).i32(MEMORY_PARAMETERS_MAX).u32(0);
+        let limit = decode_hard_limit(&self.call(PROC_DOMAIN_GET_MEMORY_PARAMETERS, &args.0)?)?;
+        let mut args = Encoder::default();
+        args.domain(dom).u32(0);
+        let xml = Decoder { bytes: &self.call(PROC_DOMAIN_GET_XML_DESC, &args.0)? }.string()?;
+        let mut nics = Vec::new();
+        for mac in xml::nic_macs(&xml) {
+            let mut args = Encoder::default();
+            args.domain(dom).string(&mac);
+            nics.push(decode_traffic(&self.call(PROC_DOMAIN_INTERFACE_STATS, &args.0)?)?);
+        }
+        Ok(DomainStats::from_info(dom.name.clone(), info, limit.unwrap_or(info.max_kib), &nics))
     }
 
     /// Sends one call and returns its reply's body, or the daemon's error.
@@ -320,7 +422,11 @@ impl StatsConnection {
             }
             return match status {
                 STATUS_OK => Ok(d.bytes.to_vec()),
-                STATUS_ERROR => Err(d.error()),
+                STATUS_ERROR => {
+                    let (code, error) = d.error();
+                    self.last_error = code;
+                    Err(error)
+                }
                 other => Err(backend(format!("libvirt answered with status {other}"))),
             };
         }
@@ -525,7 +631,7 @@ mod tests {
             (PROC_CONNECT_GET_ALL_DOMAIN_STATS, STATUS_OK, reply()),
             (PROC_CONNECT_CLOSE, STATUS_OK, vec![]),
         ]);
-        let mut conn = StatsConnection { socket, serial: 0 };
+        let mut conn = StatsConnection { socket, serial: 0, last_error: 0, one_by_one: false };
         let types = conn.call(PROC_AUTH_LIST, &[]).unwrap();
         assert_eq!(types, [0, 0, 0, 1, 0, 0, 0, 2]);
         conn.call(PROC_AUTH_POLKIT, &[]).unwrap();
@@ -543,11 +649,85 @@ mod tests {
     }
 
     #[test]
+    fn a_driver_without_bulk_statistics_is_asked_one_domain_at_a_time() {
+        let mut no_support = Encoder::default();
+        no_support.i32(ERR_NO_SUPPORT).i32(10).u32(1).string("this function is not supported").i32(2);
+        let domain = |e: &mut Encoder, name: &str, id: i32| {
+            e.string(name).u32(0x0102_0304).u32(0).u32(0).u32(0x0a0b_0c0d).i32(id);
+        };
+        let mut list = Encoder::default();
+        list.u32(2);
+        domain(&mut list, "ct1", 1554);
+        domain(&mut list, "ct2", -1);
+        list.u32(2);
+        let mut running = Encoder::default();
+        running.u32(1).u32(0).u32(1 << 20).u32(0).u32(3252).u32(2).u32(0).u32(7_000_000);
+        let mut memory = Encoder::default();
+        memory.u32(3).string("hard_limit").i32(4).u32(0).u32(262_144);
+        memory
+            .string("soft_limit")
+            .i32(4)
+            .u32(0x1f_ffff)
+            .u32(u32::MAX)
+            .string("swap_hard_limit")
+            .i32(4)
+            .u32(0)
+            .u32(1)
+            .i32(3);
+        let mut xml = Encoder::default();
+        xml.string("<domain type='lxc'><devices><interface type='bridge'><mac address='52:54:00:22:3c:ce'/></interface></devices></domain>");
+        let mut traffic = Encoder::default();
+        for v in [1500_u32, 10, 0, 0, 900, 6, 0, 0] {
+            traffic.u32(0).u32(v);
+        }
+        let mut stopped = Encoder::default();
+        stopped.u32(5).u32(0).u32(1 << 20).u32(0).u32(524_288).u32(1).u32(0).u32(0);
+        let per_domain = |list: &Encoder| {
+            vec![
+                (PROC_CONNECT_LIST_ALL_DOMAINS, STATUS_OK, list.0.clone()),
+                (PROC_DOMAIN_GET_INFO, STATUS_OK, running.0.clone()),
+                (PROC_DOMAIN_GET_MEMORY_PARAMETERS, STATUS_OK, memory.0.clone()),
+                (PROC_DOMAIN_GET_XML_DESC, STATUS_OK, xml.0.clone()),
+                (PROC_DOMAIN_INTERFACE_STATS, STATUS_OK, traffic.0.clone()),
+                (PROC_DOMAIN_GET_INFO, STATUS_OK, stopped.0.clone()),
+            ]
+        };
+        let mut answers = vec![(PROC_CONNECT_GET_ALL_DOMAIN_STATS, STATUS_ERROR, no_support.0)];
+        answers.extend(per_domain(&list));
+        // The second reading skips the bulk call.
+        answers.extend(per_domain(&list));
+        let (socket, daemon) = daemon(answers);
+        let mut conn = StatsConnection { socket, serial: 0, last_error: 0, one_by_one: false };
+        for _ in 0..2 {
+            let stats = conn.stats().unwrap();
+            assert_eq!(stats.len(), 2);
+            let ct1 = &stats[0];
+            assert_eq!((ct1.name.as_str(), ct1.running, ct1.vcpus, ct1.cpu_time_ns), ("ct1", true, 2, 7_000_000));
+            assert_eq!((ct1.balloon_current_kib, ct1.balloon_rss_kib), (262_144, 3252), "the limit, and what it uses");
+            assert_eq!((ct1.net_rx_bytes, ct1.net_tx_bytes), (1500, 900));
+            let ct2 = &stats[1];
+            assert_eq!((ct2.running, ct2.balloon_current_kib, ct2.balloon_rss_kib), (false, 524_288, 0));
+        }
+        drop(conn);
+        let calls = daemon.join().unwrap();
+        // The domain is sent back as the daemon named it, with the MAC for its NIC.
+        let mut d = Decoder { bytes: &calls[2].1 };
+        assert_eq!(
+            d.domain().unwrap(),
+            RemoteDomain { name: "ct1".into(), uuid: [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 10, 11, 12, 13], id: 1554 }
+        );
+        let mut d = Decoder { bytes: &calls[5].1 };
+        d.domain().unwrap();
+        assert_eq!(d.string().unwrap(), "52:54:00:22:3c:ce");
+        assert_eq!(calls.iter().filter(|c| c.0 == PROC_CONNECT_GET_ALL_DOMAIN_STATS).count(), 1);
+    }
+
+    #[test]
     fn the_daemons_error_comes_back_in_its_words() {
         let mut error = Encoder::default();
         error.i32(38).i32(10).u32(1).string("operation failed: no connection driver available").i32(2);
         let (socket, daemon) = daemon(vec![(PROC_CONNECT_OPEN, STATUS_ERROR, error.0)]);
-        let mut conn = StatsConnection { socket, serial: 0 };
+        let mut conn = StatsConnection { socket, serial: 0, last_error: 0, one_by_one: false };
         let err = conn.call(PROC_CONNECT_OPEN, &[]).unwrap_err();
         assert_eq!(err, HypervisorError::Backend("operation failed: no connection driver available".into()));
         daemon.join().unwrap();

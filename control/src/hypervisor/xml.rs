@@ -88,14 +88,62 @@ pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str, bridge: Optio
         name = escape(&spec.name),
     );
     if let Some(bridge) = bridge {
-        let _ = write!(
-            x,
-            "    <interface type='bridge'>\n      <source bridge='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
-            escape(bridge)
-        );
+        nic(&mut x, bridge);
     }
     x.push_str("  </devices>\n</domain>\n");
     x
+}
+
+/// What a container runs as its first process, from its root file system.
+pub const CONTAINER_INIT: &str = "/sbin/init";
+
+/// A container's definition (libvirt's LXC driver): its root file system is `rootfs_path`, a raw image
+/// of one file system that libvirt loop-mounts; memory is a limit of `memory_mib` that can move up to
+/// `max_memory_mib` while it runs. One NIC on `bridge` when given.
+pub fn container(spec: &DomainSpec, rootfs_path: &str, bridge: Option<&str>) -> String {
+    let mut x = String::with_capacity(1024);
+    let _ = write!(
+        x,
+        "<domain type='lxc'>\n  <name>{name}</name>\n  <metadata>\n    \
+         <{key}:vm xmlns:{key}='{ns}' id='{vm_id}'/>\n  </metadata>\n  \
+         <memory unit='MiB'>{max}</memory>\n  <currentMemory unit='MiB'>{mem}</currentMemory>\n  \
+         <vcpu placement='static'>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n    <init>{init}</init>\n  </os>\n  \
+         <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  \
+         <devices>\n    <filesystem type='file' accessmode='passthrough'>\n      \
+         <driver type='loop' format='raw'/>\n      <source file='{root}'/>\n      <target dir='/'/>\n    \
+         </filesystem>\n",
+        name = escape(&spec.name),
+        key = METADATA_KEY,
+        ns = METADATA_NS,
+        vm_id = escape(&spec.vm_id),
+        max = spec.max_memory_mib,
+        mem = spec.memory_mib,
+        vcpus = spec.vcpus,
+        init = CONTAINER_INIT,
+        root = escape(rootfs_path),
+    );
+    if let Some(bridge) = bridge {
+        nic(&mut x, bridge);
+    }
+    x.push_str("    <console type='pty'/>\n  </devices>\n</domain>\n");
+    x
+}
+
+fn nic(x: &mut String, bridge: &str) {
+    let _ = write!(
+        x,
+        "    <interface type='bridge'>\n      <source bridge='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
+        escape(bridge)
+    );
+}
+
+/// The MAC addresses of a domain's NICs, from its XML: what per-NIC statistics are asked by.
+pub fn nic_macs(domain_xml: &str) -> Vec<String> {
+    let Ok(doc) = roxmltree::Document::parse(domain_xml) else { return Vec::new() };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("interface") && n.parent().is_some_and(|p| p.has_tag_name("devices")))
+        .filter_map(|nic| nic.children().find(|c| c.has_tag_name("mac"))?.attribute("address").map(str::to_string))
+        .collect()
 }
 
 /// A memory module of `size_mib` for NUMA cell 0.
@@ -105,10 +153,21 @@ pub fn memory_module(size_mib: u64) -> String {
 
 /// A qcow2 volume of `capacity_bytes`, overlaying `backing` (a path) when given.
 pub fn volume(name: &str, capacity_bytes: u64, backing: Option<&str>) -> String {
+    volume_of(name, capacity_bytes, "qcow2", backing)
+}
+
+/// A raw volume of `capacity_bytes`, allocated as it is written: a container's copy of its image.
+pub fn raw_volume(name: &str, capacity_bytes: u64) -> String {
+    volume_of(name, capacity_bytes, "raw", None)
+}
+
+fn volume_of(name: &str, capacity_bytes: u64, format: &str, backing: Option<&str>) -> String {
     let mut x = format!(
-        "<volume><name>{}</name><capacity unit='bytes'>{capacity_bytes}</capacity>\
-         <target><format type='qcow2'/></target>",
-        escape(name)
+        "<volume><name>{}</name><capacity unit='bytes'>{capacity_bytes}</capacity>{allocation}\
+         <target><format type='{format}'/></target>",
+        escape(name),
+        // A raw copy is sparse only when asked; qcow2 is sparse by nature.
+        allocation = if format == "raw" { "<allocation>0</allocation>" } else { "" },
     );
     if let Some(path) = backing {
         let _ = write!(x, "<backingStore><path>{}</path><format type='qcow2'/></backingStore>", escape(path));
@@ -153,10 +212,34 @@ mod tests {
     }
 
     #[test]
+    fn a_container_boots_its_init_from_its_own_root_file_system() {
+        let x = container(&spec(), "/pool/web-1.img", Some("br0"));
+        assert!(x.starts_with("<domain type='lxc'>"), "{x}");
+        assert!(x.contains("<memory unit='MiB'>4096</memory>\n  <currentMemory unit='MiB'>512</currentMemory>"), "{x}");
+        assert!(x.contains("<vcpu placement='static'>2</vcpu>"), "{x}");
+        assert!(x.contains("<init>/sbin/init</init>"), "{x}");
+        assert!(x.contains("<source file='/pool/web-1.img'/>\n      <target dir='/'/>"), "{x}");
+        assert!(x.contains("id='vm-&lt;1&gt;'"), "{x}");
+        assert!(x.contains("<source bridge='br0'/>"), "{x}");
+        roxmltree::Document::parse(&x).expect("well-formed XML");
+        assert!(!container(&spec(), "/r", None).contains("<interface"));
+    }
+
+    #[test]
+    fn nics_are_found_by_their_mac() {
+        let x = "<domain><devices><interface type='bridge'><mac address='52:54:00:aa:bb:cc'/></interface>\
+                 <interface type='network'><mac address='52:54:00:00:00:01'/></interface></devices>\
+                 <metadata><interface><mac address='no'/></interface></metadata></domain>";
+        assert_eq!(nic_macs(x), vec!["52:54:00:aa:bb:cc", "52:54:00:00:00:01"]);
+        assert!(nic_macs("<not xml").is_empty());
+    }
+
+    #[test]
     fn an_overlay_names_its_backing_image() {
         let x = volume("web-1.qcow2", 1 << 30, Some("/pool/tiny.qcow2"));
         assert!(x.contains("<capacity unit='bytes'>1073741824</capacity>"));
         assert!(x.contains("<backingStore><path>/pool/tiny.qcow2</path>"));
         assert!(!volume("a", 1, None).contains("backingStore"));
+        assert!(raw_volume("c.img", 1 << 30).contains("<format type='raw'/>"));
     }
 }

@@ -3,6 +3,22 @@
 use crate::Pair;
 use tollgate_control::hypervisor::{Disk, HypervisorError, Limits, PowerState, NET_MBIT_MAX, NO_NET_LIMIT};
 
+/// A refusal that proposes a cold resize.
+fn assert_cold_resize<T: std::fmt::Debug>(result: Result<T, HypervisorError>) {
+    match result {
+        Err(HypervisorError::Refused { proposal, .. }) => assert!(proposal.contains("cold resize"), "{proposal}"),
+        other => panic!("expected a refusal proposing a cold resize, got {other:?}"),
+    }
+}
+
+/// A clear refusal of what the driver cannot do.
+fn assert_unsupported<T: std::fmt::Debug>(result: Result<T, HypervisorError>, says: &str) {
+    match result {
+        Err(HypervisorError::Unsupported(m)) => assert!(m.contains(says), "{m}"),
+        other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+    }
+}
+
 macro_rules! suite {
     ($pair:path) => {
         $crate::cases::suite!(@cases $pair;
@@ -48,7 +64,9 @@ pub fn provisioning_twice_is_one_running_managed_domain(p: &Pair, name: &str) {
     let first = p.a.provision(&p.spec(name)).unwrap();
     assert_eq!(first.state, PowerState::Running);
     assert_eq!(first.vm_id.as_deref(), Some(format!("vm-{name}").as_str()));
-    assert_eq!((first.vcpus, first.max_vcpus, first.memory.current_mib()), (1, 4, 256));
+    // A container has no vCPU headroom: its vCPUs do not change while it runs.
+    let headroom = if p.a.capabilities().live_vcpus { 4 } else { 1 };
+    assert_eq!((first.vcpus, first.max_vcpus, first.memory.current_mib()), (1, headroom, 256));
     assert_eq!(first.disks.len(), 1);
     assert_eq!(first.disks[0].capacity_bytes, 1 << 30);
 
@@ -74,19 +92,44 @@ pub fn live_resize_up_and_down_keeps_the_same_running_domain(p: &Pair, name: &st
     // that has booted, as one in service has.
     p.outside.wait_guest_ready(name);
     let pid = p.outside.qemu_pid(false, name);
+    let caps = p.a.capabilities();
     let check = |vcpus: u32, mib: u64| {
         let d = p.a.domain(name).unwrap();
         assert_eq!((d.vcpus, d.memory.current_mib()), (vcpus, mib));
         assert_eq!((d.state, d.id), (PowerState::Running, before.id), "the domain restarted");
         assert_eq!(p.outside.qemu_pid(false, name), pid, "QEMU was replaced");
-        if let Some(count) = p.outside.virsh(false, &["vcpucount", name, "--live", "--active"]) {
-            assert_eq!(count.trim().parse::<u32>().ok(), Some(vcpus), "virsh vcpucount: {count}");
+        if caps.live_vcpus {
+            if let Some(count) = p.outside.virsh(false, &["vcpucount", name, "--live", "--active"]) {
+                assert_eq!(count.trim().parse::<u32>().ok(), Some(vcpus), "virsh vcpucount: {count}");
+            }
         }
-        if let Some(info) = p.outside.virsh(false, &["dominfo", name]) {
-            assert_eq!(virsh_field(&info, "Max memory"), Some(mib * 1024), "virsh dominfo: {info}");
+        if caps.memory_modules {
+            if let Some(info) = p.outside.virsh(false, &["dominfo", name]) {
+                assert_eq!(virsh_field(&info, "Max memory"), Some(mib * 1024), "virsh dominfo: {info}");
+            }
+        } else if let Some(tune) = p.outside.virsh(false, &["memtune", name]) {
+            // What the kernel holds the container to.
+            assert_eq!(virsh_field(&tune, "hard_limit"), Some(mib * 1024), "virsh memtune: {tune}");
         }
     };
 
+    if !caps.live_vcpus {
+        // Memory is a limit that moves both ways, below what it started with too; vCPUs stay.
+        assert_cold_resize(p.a.set_vcpus(name, 3));
+        check(1, 256);
+        for mib in [512, 640, 128, 256] {
+            assert_eq!(p.a.set_memory(name, mib).unwrap().memory.current_mib(), mib);
+            check(1, mib);
+        }
+        assert_eq!(p.a.set_vcpus(name, 1).unwrap().vcpus, 1, "asking for what it has is fine");
+        if let Some(config) = p.outside.virsh(false, &["dumpxml", name, "--inactive"]) {
+            assert!(
+                config.contains("<currentMemory unit='KiB'>262144</currentMemory>"),
+                "kept for the next start: {config}"
+            );
+        }
+        return;
+    }
     assert_eq!(p.a.set_vcpus(name, 3).unwrap().vcpus, 3);
     check(3, 256);
     assert_eq!(p.a.set_memory(name, 512).unwrap().memory.modules_mib, vec![256]);
@@ -119,15 +162,11 @@ pub fn live_resize_up_and_down_keeps_the_same_running_domain(p: &Pair, name: &st
 
 pub fn growth_past_the_headroom_is_refused_with_a_cold_resize(p: &Pair, name: &str) {
     let before = p.a.provision(&p.spec(name)).unwrap();
-    for refused in [
-        p.a.set_vcpus(name, 5).map(|_| ()),
-        p.a.set_memory(name, 2048).map(|_| ()),
-        p.a.set_memory(name, 128).map(|_| ()),
-    ] {
-        match refused {
-            Err(HypervisorError::Refused { proposal, .. }) => assert!(proposal.contains("cold resize"), "{proposal}"),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+    assert_cold_resize(p.a.set_vcpus(name, 5));
+    assert_cold_resize(p.a.set_memory(name, 2048));
+    if p.a.capabilities().memory_modules {
+        // Below what it booted with: no module to unplug.
+        assert_cold_resize(p.a.set_memory(name, 128));
     }
     let after = p.a.domain(name).unwrap();
     assert_eq!((after.id, after.vcpus, after.memory.current_mib()), (before.id, 1, 256));
@@ -136,6 +175,9 @@ pub fn growth_past_the_headroom_is_refused_with_a_cold_resize(p: &Pair, name: &s
 pub fn limits_apply_to_the_running_domain_and_read_back(p: &Pair, name: &str) {
     let before = p.a.provision(&p.spec(name)).unwrap();
     let pid = p.outside.qemu_pid(false, name);
+    if !p.a.capabilities().disk_limits {
+        return container_limits(p, name, before.id, pid);
+    }
     let set =
         p.a.set_limits(
             name,
@@ -199,8 +241,54 @@ pub fn limits_apply_to_the_running_domain_and_read_back(p: &Pair, name: &str) {
     }
 }
 
+/// A container's limits: CPU moves live; disk and network limits are refused and change nothing.
+fn container_limits(p: &Pair, name: &str, id: Option<u32>, pid: Option<u32>) {
+    let cpu = Limits { cpu_quota_pct: Some(50), ..Limits::default() };
+    let with_disk = Limits { disk_read_bytes_per_sec: Some(10 << 20), ..cpu.clone() };
+    assert_unsupported(p.a.set_limits(name, &with_disk), "disk limits");
+    let with_net = Limits { net_mbit_per_sec: Some(100), ..cpu.clone() };
+    assert_unsupported(p.a.set_limits(name, &with_net), "network limits");
+    assert_eq!(p.a.limits(name).unwrap(), Limits::default(), "a refused change changes nothing");
+
+    assert_eq!(p.a.set_limits(name, &cpu).unwrap(), cpu);
+    assert_eq!(p.a.limits(name).unwrap(), cpu);
+    if let Some(sched) = p.outside.virsh(false, &["schedinfo", name, "--live"]) {
+        // One vCPU's worth: the quota binds the whole container.
+        assert_eq!(virsh_field(&sched, "vcpu_quota"), Some(50_000), "{sched}");
+    }
+    assert!(matches!(
+        p.a.set_limits(name, &Limits { cpu_quota_pct: Some(101), ..Limits::default() }),
+        Err(HypervisorError::Invalid(_))
+    ));
+    assert_eq!(
+        p.a.set_limits(name, &Limits::default().restoring()).unwrap(),
+        Limits::default(),
+        "clearing all is fine"
+    );
+    assert_eq!(p.a.set_limits(name, &cpu.restoring()).unwrap(), cpu);
+    let after = p.a.domain(name).unwrap();
+    assert_eq!((after.state, after.id), (PowerState::Running, id));
+    assert_eq!(p.outside.qemu_pid(false, name), pid);
+}
+
+/// A driver that cannot migrate refuses, and the domain stays where it was, as it was.
+fn refuses_to_move(p: &Pair, name: &str) -> bool {
+    if p.a.capabilities().migration {
+        return false;
+    }
+    let before = p.a.domain(name).unwrap();
+    assert_unsupported(p.a.migrate(name, &p.b_peer), "cannot move it");
+    let after = p.a.domain(name).unwrap();
+    assert_eq!((after.state, after.id, after.vm_id), (before.state, before.id, before.vm_id));
+    assert!(matches!(p.b.domain(name), Err(HypervisorError::NotFound { .. })));
+    true
+}
+
 pub fn live_migration_moves_the_running_domain_with_its_disk(p: &Pair, name: &str) {
     let before = p.a.provision(&p.spec(name)).unwrap();
+    if refuses_to_move(p, name) {
+        return;
+    }
     p.a.set_vcpus(name, 2).unwrap();
     p.a.set_limits(name, &Limits { cpu_quota_pct: Some(40), ..Limits::default() }).unwrap();
     p.b.prepare_incoming(&before.disks).unwrap();
@@ -227,6 +315,9 @@ pub fn live_migration_moves_the_running_domain_with_its_disk(p: &Pair, name: &st
 pub fn a_stopped_domain_moves_cold_with_its_disk_and_starts_there(p: &Pair, name: &str) {
     let before = p.a.provision(&p.spec(name)).unwrap();
     p.a.stop(name).unwrap();
+    if refuses_to_move(p, name) {
+        return;
+    }
     p.b.prepare_incoming(&before.disks).unwrap();
 
     p.a.migrate(name, &p.b_peer).unwrap();
@@ -249,6 +340,9 @@ pub fn a_stopped_domain_moves_cold_with_its_disk_and_starts_there(p: &Pair, name
 
 pub fn a_refused_migration_leaves_the_domain_running_where_it_was(p: &Pair, name: &str) {
     let before = p.a.provision(&p.spec(name)).unwrap();
+    if refuses_to_move(p, name) {
+        return;
+    }
     // B already has a different domain of that name, so it must refuse this one.
     let mut squatter = p.spec(name);
     squatter.vm_id = "vm-squatter".into();
@@ -305,8 +399,9 @@ pub fn stop_start_and_delete(p: &Pair, name: &str) {
 }
 
 pub fn one_stats_call_reports_every_domain(p: &Pair, name: &str) {
-    p.a.provision(&p.spec(name)).unwrap();
-    p.a.set_vcpus(name, 2).unwrap();
+    let mut spec = p.spec(name);
+    spec.vcpus = 2;
+    p.a.provision(&spec).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let stats = p.a.stats().unwrap();

@@ -15,8 +15,8 @@ fn env(name: &str) -> String {
     })
 }
 
-/// (name, URI) of the first two test hosts.
-fn hosts() -> [(String, String); 2] {
+/// (name, URI) of the first two test hosts' QEMU drivers.
+pub fn hosts() -> [(String, String); 2] {
     let list = env("TOLLGATE_TEST_LIBVIRT_HOSTS");
     let hosts: Vec<(String, String)> =
         list.split(',').filter_map(|h| h.split_once('=').map(|(n, u)| (n.to_string(), u.to_string()))).collect();
@@ -51,9 +51,11 @@ fn pair() -> Pair {
     }
 }
 
-struct Virsh {
-    uris: [String; 2],
-    virt_type: String,
+/// `virsh` on the test hosts, for one of their drivers.
+pub struct Virsh {
+    pub uris: [String; 2],
+    /// `kvm`, `qemu` or `lxc`.
+    pub virt_type: String,
 }
 
 impl Virsh {
@@ -74,10 +76,12 @@ impl Outside for Virsh {
     }
 
     fn qemu_pid(&self, on_b: bool, name: &str) -> Option<u32> {
-        // The daemon's run folder holds its socket and `qemu/<domain>.pid`.
+        // The daemon's run folder holds its socket and `qemu/<domain>.pid` (`lxc/<domain>.pid`, the
+        // container's controller).
         let uri = self.uri(on_b);
         let socket = uri.split("socket=").nth(1).map(PathBuf::from).expect("a unix socket URI");
-        let file = socket.parent()?.join("qemu").join(format!("{name}.pid"));
+        let driver = if self.virt_type == "lxc" { "lxc" } else { "qemu" };
+        let file = socket.parent()?.join(driver).join(format!("{name}.pid"));
         std::fs::read_to_string(&file).ok()?.trim().parse().ok()
     }
 
@@ -88,6 +92,10 @@ impl Outside for Virsh {
     }
 
     fn wait_guest_ready(&self, name: &str) {
+        if self.virt_type == "lxc" {
+            // A container's limits are the host kernel's: nothing in it has to cooperate.
+            return;
+        }
         // The guest prints its ready line on the serial console, which the daemon logs beside its run folder.
         let socket = self.uri(false).split("socket=").nth(1).map(PathBuf::from).expect("a unix socket URI");
         let host_dir = socket.ancestors().nth(3).expect("DIR/vhN/run/libvirt/libvirt-sock").to_path_buf();
@@ -104,6 +112,10 @@ impl Outside for Virsh {
     }
 
     fn kernel_shapes_traffic(&self) -> bool {
+        if self.virt_type == "lxc" {
+            // Not asked of containers: their driver refuses network limits on a running one.
+            return false;
+        }
         // The test hosts share this machine's kernel. Its build configuration says what it has (a module
         // counts: libvirt's tc loads it); without one to read, assume a distribution kernel, which has all.
         let config = Command::new("sh")
@@ -120,15 +132,22 @@ impl Outside for Virsh {
     }
 
     fn define_unmanaged(&self, spec: &DomainSpec) {
-        // A domain without Tollgate's metadata and without a disk, defined and started by hand.
-        let full = xml::domain(spec, &self.virt_type, "/nonexistent", None);
+        // A domain without Tollgate's metadata and without a disk, defined and started by hand. (A container
+        // without a root file system of its own runs in the host's, here an idle `sleep`.)
         let cut = |x: &str, open: &str, close: &str| -> String {
             match (x.find(open), x.find(close)) {
                 (Some(a), Some(b)) => format!("{}{}", &x[..a], &x[b + close.len()..]),
                 _ => x.to_string(),
             }
         };
-        let bare = cut(&cut(&full, "<metadata>", "</metadata>"), "<disk ", "</disk>");
+        let bare = if self.virt_type == "lxc" {
+            let full = xml::container(spec, "/nonexistent", None);
+            cut(&cut(&full, "<metadata>", "</metadata>"), "<filesystem ", "</filesystem>")
+                .replace("<init>/sbin/init</init>", "<init>/bin/sleep</init>\n    <initarg>infinity</initarg>")
+        } else {
+            let full = xml::domain(spec, &self.virt_type, "/nonexistent", None);
+            cut(&cut(&full, "<metadata>", "</metadata>"), "<disk ", "</disk>")
+        };
         let file = std::env::temp_dir().join(format!("tollgate-unmanaged-{}.xml", spec.name));
         std::fs::write(&file, bare).unwrap();
         for args in [vec!["define", file.to_str().unwrap()], vec!["start", spec.name.as_str()]] {
@@ -145,23 +164,29 @@ cases::suite!(pair);
 /// (`hypervisor::remote`): it must read what the library reads, and keep one connection for many readings.
 #[test]
 fn the_socket_protocol_reads_what_the_library_reads() {
+    let [(_, uri), _] = hosts();
+    socket_reads_as_library(pair(), &uri, 2);
+}
+
+/// Provisions a domain on A with `vcpus` and compares what the library and the socket protocol (at `uri`,
+/// A's daemon) read of it.
+pub fn socket_reads_as_library(p: Pair, uri: &str, vcpus: u32) {
     use tollgate_control::hypervisor::remote::RemoteStats;
     use tollgate_control::hypervisor::DomainStats;
 
-    let p = pair();
     let name = format!("remote-stats-{}", std::process::id() % 10_000);
     p.clean(&name);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.a.provision(&p.spec(&name)).unwrap();
-        p.a.set_vcpus(&name, 2).unwrap();
-        let [(_, uri), _] = hosts();
-        let mut remote = RemoteStats::new(&uri).unwrap();
+        let mut spec = p.spec(&name);
+        spec.vcpus = vcpus;
+        p.a.provision(&spec).unwrap();
+        let mut remote = RemoteStats::new(uri).unwrap();
         let mine = |all: Vec<DomainStats>| all.into_iter().find(|s| s.name == name).expect("the domain is read");
         let by_library = mine(p.a.stats().unwrap());
         let by_socket = mine(remote.stats().unwrap());
         let shape = |s: &DomainStats| (s.running, s.vcpus, s.balloon_current_kib);
         assert_eq!(shape(&by_socket), shape(&by_library));
-        assert_eq!(shape(&by_socket), (true, 2, by_library.balloon_current_kib));
+        assert_eq!(shape(&by_socket), (true, vcpus, by_library.balloon_current_kib));
         assert!(by_socket.balloon_current_kib >= 256 * 1024, "{by_socket:?}");
         // Counters only grow, and the socket read after the library.
         assert!(by_socket.cpu_time_ns >= by_library.cpu_time_ns, "{by_socket:?} < {by_library:?}");

@@ -1,11 +1,15 @@
 //! One conformance suite for every `Hypervisor` driver: the simulated one always, libvirt on real
-//! test hosts when built with the `libvirt` feature (`scripts/test` brings the hosts up). Each case runs
-//! against a pair of hosts, A and B, and asserts what an operator would see.
+//! test hosts when built with the `libvirt` feature (`scripts/test` brings the hosts up), both their
+//! QEMU/KVM and their LXC driver. Each case runs against a pair of hosts, A and B, and asserts what an
+//! operator would see; where a driver's capabilities say it cannot do something, it must refuse it
+//! clearly and change nothing.
 #![allow(clippy::unwrap_used)]
 
 mod cases;
 #[cfg(feature = "libvirt")]
 mod libvirt;
+#[cfg(feature = "libvirt")]
+mod lxc;
 mod sim;
 
 use tollgate_control::hypervisor::{DomainSpec, Hypervisor, Peer};
@@ -27,7 +31,7 @@ pub trait Outside {
     /// `virsh` on host A (`false`) or B (`true`): its standard output, or `None` where there is no
     /// such tool (the simulator).
     fn virsh(&self, on_b: bool, args: &[&str]) -> Option<String>;
-    /// The QEMU process of a running domain on A or B.
+    /// The QEMU process of a running domain on A or B (a container's controller process).
     fn qemu_pid(&self, on_b: bool, name: &str) -> Option<u32>;
     /// Defines and starts a domain behind Tollgate's back (no metadata), as an operator by hand.
     fn define_unmanaged(&self, spec: &DomainSpec);

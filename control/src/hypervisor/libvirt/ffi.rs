@@ -1,9 +1,10 @@
 //! The libvirt calls the safe bindings lack: bulk domain statistics (the bindings return raw records they
-//! never free), block I/O tuning and NIC bandwidth. Each unsafe block says what it relies on.
+//! never free), block I/O tuning and NIC bandwidth; and statistics one domain at a time where the driver
+//! has no bulk call. Each unsafe block says what it relies on.
 #![allow(unsafe_code)]
 
 use super::backend;
-use crate::hypervisor::{DomainStats, HvResult, HypervisorError};
+use crate::hypervisor::{xml, DomainInfo, DomainStats, HvResult, HypervisorError};
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use virt::connect::Connect;
@@ -43,6 +44,36 @@ pub fn all_domain_stats(conn: &Connect) -> HvResult<Vec<DomainStats>> {
     }
     // SAFETY: frees the list and its records exactly once; nothing read from them outlives this call.
     unsafe { sys::virDomainStatsRecordListFree(records) };
+    Ok(out)
+}
+
+/// Counters of every domain from per-domain calls, for a driver without bulk statistics (LXC): its
+/// state, vCPUs and CPU time, the memory limit it runs under and what it uses, and its NICs' traffic.
+pub fn stats_one_by_one(conn: &Connect) -> HvResult<Vec<DomainStats>> {
+    let mut out = Vec::new();
+    for dom in conn.list_all_domains(0).map_err(backend)? {
+        // A domain undefined since the listing is left out.
+        let (Ok(name), Ok(info)) = (dom.name(), dom.info()) else { continue };
+        let running = info.state.is(virt::domain::DomainState::Running);
+        let (limit_kib, nics) = if running {
+            let limit = dom.memory_parameters(0).ok().and_then(|m| m.hard_limit).unwrap_or(info.max_mem);
+            let macs = dom.xml_desc(0).map(|x| xml::nic_macs(&x)).unwrap_or_default();
+            let traffic = |mac: &String| dom.interface_stats(mac).ok();
+            let nics: Vec<_> =
+                macs.iter().filter_map(traffic).map(|t| (t.rx_bytes.max(0) as u64, t.tx_bytes.max(0) as u64)).collect();
+            (limit, nics)
+        } else {
+            (info.memory, Vec::new())
+        };
+        let info = DomainInfo {
+            state: if running { 1 } else { 0 },
+            max_kib: info.max_mem,
+            used_kib: if running { info.memory } else { 0 },
+            vcpus: info.nr_virt_cpu,
+            cpu_time_ns: info.cpu_time,
+        };
+        out.push(DomainStats::from_info(name, info, limit_kib, &nics));
+    }
     Ok(out)
 }
 

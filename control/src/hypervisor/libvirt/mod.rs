@@ -1,13 +1,18 @@
-//! The libvirt driver (QEMU/KVM; Xen and LXC where libvirt offers them): one connection per host agent,
-//! domains read back from their live XML after every change, memory modules as DIMMs, limits through the
-//! scheduler, block I/O tuning and NIC bandwidth, live migration peer to peer with all storage copied.
+//! The libvirt driver, for QEMU/KVM and LXC hosts: one connection per host agent, domains read back from
+//! their live XML after every change, memory modules as DIMMs, limits through the scheduler, block I/O
+//! tuning and NIC bandwidth, live migration peer to peer with all storage copied.
+//!
+//! Containers (libvirt's LXC driver) boot their own root file system, a raw image copied from a template in
+//! the pool and loop-mounted; their memory is a cgroup limit that moves live up to its maximum, and their
+//! CPU quota is the scheduler's. What LXC cannot do (vCPU hotplug, disk and live network limits,
+//! migration) is refused with that reason before anything changes.
 
 mod ffi;
 mod read;
 
 use super::{
-    disk_volume, plan_memory, xml, Disk, Domain, DomainSpec, DomainStats, HvResult, Hypervisor, HypervisorError,
-    Limits, MemoryStep, Peer, PowerState, NO_NET_LIMIT,
+    check_memory_limit, disk_volume, plan_memory, xml, Capabilities, Disk, Domain, DomainSpec, DomainStats, HvResult,
+    Hypervisor, HypervisorError, Limits, MemoryStep, Peer, PowerState, NO_NET_LIMIT,
 };
 use ffi::{Tune, Typed};
 use read::LiveXml;
@@ -26,6 +31,9 @@ pub const POOL: &str = "default";
 const UNPLUG_WAIT: Duration = Duration::from_secs(20);
 /// The CFS period a CPU quota is a share of (100 ms, the kernel's default).
 const CPU_PERIOD_US: u64 = 100_000;
+
+/// How often a container start is tried when its root image lost the race for a loop device.
+const LOOP_RACE_TRIES: u64 = 5;
 
 const LIVE_AND_CONFIG: u32 = sys::VIR_DOMAIN_AFFECT_LIVE | sys::VIR_DOMAIN_AFFECT_CONFIG;
 
@@ -51,24 +59,34 @@ fn lookup_error(name: &str, e: virt::error::Error) -> HypervisorError {
 }
 
 impl Libvirt {
-    /// Connects to the daemon at `uri` (`qemu:///system`, `qemu+unix:///system?socket=…`) and learns
-    /// whether it offers KVM or only emulation.
+    /// Connects to the daemon at `uri` (`qemu:///system`, `qemu+unix:///system?socket=…`, `lxc:///system`)
+    /// and learns whether it offers KVM or only emulation, or runs containers.
     pub fn connect(uri: &str) -> HvResult<Libvirt> {
         Libvirt::connect_as(uri, None)
     }
 
-    /// [`Libvirt::connect`], creating domains of `virt_type` (`kvm`, `qemu`) rather than the best the
-    /// host offers: some hosts have a KVM device that runs only guest kernels built for it.
+    /// [`Libvirt::connect`], creating domains of `virt_type` (`kvm`, `qemu`; `lxc` for containers) rather
+    /// than the best the host offers: some hosts have a KVM device that runs only guest kernels built for it.
     pub fn connect_as(uri: &str, virt_type: Option<&str>) -> HvResult<Libvirt> {
         // libvirt prints every error to stderr by default; here each one is returned and reported once.
         static QUIET: std::sync::Once = std::sync::Once::new();
         QUIET.call_once(virt::error::clear_error_callback);
         let conn = Connect::open(Some(uri)).map_err(backend)?;
-        let caps = conn.capabilities().map_err(backend)?;
-        let virt_type = match virt_type {
-            Some(t) if t == "kvm" || t == "qemu" => t.to_string(),
-            Some(t) => return Err(HypervisorError::Invalid(format!("domain type {t:?} is not kvm or qemu"))),
-            None => read::best_domain_type(&caps)?,
+        let driver = conn.driver_type().map_err(backend)?;
+        let virt_type = match (driver.to_ascii_uppercase().as_str(), virt_type) {
+            ("LXC", None | Some("lxc")) => "lxc".to_string(),
+            ("QEMU", Some(t)) if t == "kvm" || t == "qemu" => t.to_string(),
+            ("QEMU", None) => read::best_domain_type(&conn.capabilities().map_err(backend)?)?,
+            ("LXC" | "QEMU", Some(t)) => {
+                return Err(HypervisorError::Invalid(format!(
+                    "domain type {t:?} is not one libvirt's {driver} driver runs"
+                )))
+            }
+            _ => {
+                return Err(HypervisorError::Unsupported(format!(
+                    "libvirt's {driver} driver at {uri}: Tollgate drives QEMU/KVM and LXC hosts"
+                )))
+            }
         };
         Ok(Libvirt { uri: uri.to_string(), conn: Mutex::new(Some(conn)), virt_type, guest_bridge: None })
     }
@@ -85,9 +103,64 @@ impl Libvirt {
         Ok(self)
     }
 
-    /// `kvm`, or `qemu` where the host has no KVM.
+    /// `kvm`, or `qemu` where the host has no KVM; `lxc` on a container host.
     pub fn virt_type(&self) -> &str {
         &self.virt_type
+    }
+
+    /// Whether this host runs containers (libvirt's LXC driver) rather than virtual machines.
+    fn containers(&self) -> bool {
+        self.virt_type == "lxc"
+    }
+
+    /// The pool volume that holds a domain's disk: a qcow2 overlay, or a container's root file system.
+    fn volume_name(&self, name: &str) -> String {
+        if self.containers() {
+            format!("{name}.img")
+        } else {
+            disk_volume(name)
+        }
+    }
+
+    /// Starts a defined domain. A container is then held to its memory limit: libvirt's LXC driver starts
+    /// it with its maximum.
+    fn boot(dom: &VirDomain) -> HvResult<()> {
+        // Containers starting side by side can race for the same free loop device; the loser is told it is
+        // busy and succeeds on another try.
+        let mut tries = 0;
+        while let Err(e) = dom.create() {
+            tries += 1;
+            if tries >= LOOP_RACE_TRIES || !(e.message().contains("loop device") && e.message().contains("busy")) {
+                return Err(backend(e));
+            }
+            std::thread::sleep(Duration::from_millis(100 * tries));
+        }
+        let defined = LiveXml::parse(&dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(backend)?)?;
+        if defined.container && defined.memory.base_mib < defined.memory.max_mib {
+            dom.set_memory_flags(defined.memory.base_mib << 10, sys::VIR_DOMAIN_AFFECT_LIVE).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the template `image` (a raw image of a root file system) to the container's own volume.
+    fn container_root(&self, pool: &StoragePool, spec: &DomainSpec) -> HvResult<StorageVol> {
+        let template = pool
+            .lookup_storage_vol_by_name(&spec.image)
+            .map_err(|_| HypervisorError::MissingImage { what: format!("image {}", spec.image) })?;
+        let format = read::volume_format(&template.xml_desc(0).map_err(backend)?);
+        if format.as_deref() != Some("raw") {
+            return Err(HypervisorError::Invalid(format!(
+                "image {} is a {} disk image; a container host takes a raw image of a root file system",
+                spec.image,
+                format.as_deref().unwrap_or("unknown")
+            )));
+        }
+        let name = self.volume_name(&spec.name);
+        if let Ok(v) = pool.lookup_storage_vol_by_name(&name) {
+            return Ok(v);
+        }
+        let capacity = template.info().map_err(backend)?.capacity.max(spec.disk_gib << 30);
+        StorageVol::create_xml_from(pool, &xml::raw_volume(&name, capacity), &template, 0).map_err(backend)
     }
 
     /// The live connection, opened again if the daemon restarted.
@@ -143,7 +216,6 @@ impl Libvirt {
             .disks
             .iter()
             .map(|d| {
-                let capacity_bytes = dom.block_info(&d.target, 0).map(|b| b.capacity).unwrap_or(0);
                 let volume = match (&pool_dir, &d.file) {
                     (Some(dir), Some(file)) => file
                         .strip_prefix(dir.as_str())
@@ -151,6 +223,13 @@ impl Libvirt {
                         .filter(|rest| !rest.contains('/'))
                         .map(str::to_string),
                     _ => None,
+                };
+                // A container's root image is no block device of its own: its volume has the size.
+                let capacity_bytes = if live.container {
+                    let vol = volume.as_ref().and_then(|v| Self::pool(conn).ok()?.lookup_storage_vol_by_name(v).ok());
+                    vol.and_then(|v| v.info().ok()).map_or(0, |i| i.capacity)
+                } else {
+                    dom.block_info(&d.target, 0).map(|b| b.capacity).unwrap_or(0)
                 };
                 Disk { target: d.target.clone(), volume, capacity_bytes }
             })
@@ -200,6 +279,14 @@ impl Hypervisor for Libvirt {
         format!("libvirt/{}", self.virt_type)
     }
 
+    fn capabilities(&self) -> Capabilities {
+        if self.containers() {
+            Capabilities::CONTAINERS
+        } else {
+            Capabilities::MACHINES
+        }
+    }
+
     fn domains(&self) -> HvResult<Vec<Domain>> {
         self.with_conn(|conn| {
             let all = conn.list_all_domains(0).map_err(backend)?;
@@ -229,11 +316,23 @@ impl Hypervisor for Libvirt {
                     return Err(HypervisorError::Exists { name: spec.name.clone() });
                 }
                 if !dom.is_active().map_err(backend)? {
-                    dom.create().map_err(backend)?;
+                    Self::boot(&dom)?;
                 }
                 return Self::read(conn, &dom);
             }
             let pool = Self::pool(conn)?;
+            if self.containers() {
+                let root = self.container_root(&pool, spec)?;
+                let definition = xml::container(spec, &root.path().map_err(backend)?, self.guest_bridge.as_deref());
+                let dom = conn.define_domain_xml(&definition).map_err(backend)?;
+                if let Err(e) = Self::boot(&dom) {
+                    let _ = dom.destroy();
+                    let _ = dom.undefine();
+                    let _ = root.delete(0);
+                    return Err(e);
+                }
+                return Self::read(conn, &dom);
+            }
             let template = pool
                 .lookup_storage_vol_by_name(&spec.image)
                 .map_err(|_| HypervisorError::MissingImage { what: format!("image {}", spec.image) })?;
@@ -266,7 +365,7 @@ impl Hypervisor for Libvirt {
         self.with_conn(|conn| {
             let dom = Self::lookup(conn, name)?;
             if !dom.is_active().map_err(backend)? {
-                dom.create().map_err(backend)?;
+                Self::boot(&dom)?;
             }
             Self::read(conn, &dom)
         })
@@ -293,10 +392,15 @@ impl Hypervisor for Libvirt {
                 if dom.is_active().map_err(backend)? {
                     dom.destroy().map_err(backend)?;
                 }
-                dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_NVRAM)
-                    .map_err(backend)?;
+                // A VM's saved state and firmware variables go with it; a container has neither.
+                let flags = if self.containers() {
+                    0
+                } else {
+                    sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_NVRAM
+                };
+                dom.undefine_flags(flags).map_err(backend)?;
             }
-            if let Ok(vol) = Self::pool(conn)?.lookup_storage_vol_by_name(&disk_volume(name)) {
+            if let Ok(vol) = Self::pool(conn)?.lookup_storage_vol_by_name(&self.volume_name(name)) {
                 vol.delete(0).map_err(backend)?;
             }
             Ok(())
@@ -308,6 +412,14 @@ impl Hypervisor for Libvirt {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
             let now = Self::read(conn, &dom)?;
+            if self.containers() && vcpus != now.vcpus && vcpus > 0 {
+                return Err(HypervisorError::Refused {
+                    reason: format!(
+                        "{name} is a container: libvirt's LXC driver cannot change its vCPUs while it runs"
+                    ),
+                    proposal: format!("request a cold resize to {vcpus} vCPUs (a change that restarts it)"),
+                });
+            }
             super::check_live_vcpus(vcpus, now.max_vcpus)?;
             if now.vcpus == vcpus {
                 return Ok(now);
@@ -338,6 +450,14 @@ impl Hypervisor for Libvirt {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
             let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+            if live.container {
+                // A cgroup limit: it moves in one call, both ways, up to the maximum.
+                check_memory_limit(&live.memory, memory_mib)?;
+                if live.memory.current_mib() != memory_mib {
+                    dom.set_memory_flags(memory_mib << 10, LIVE_AND_CONFIG).map_err(backend)?;
+                }
+                return Self::read(conn, &dom);
+            }
             match plan_memory(&live.memory, memory_mib)? {
                 MemoryStep::Nothing => Self::read(conn, &dom),
                 MemoryStep::Plug(size) => {
@@ -376,12 +496,19 @@ impl Hypervisor for Libvirt {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
             let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
-            // Refused before anything is applied: a limit on a NIC the domain does not have.
+            // Refused before anything is applied: a limit on a NIC the domain does not have, or one the
+            // driver cannot set.
             if change.wants_net() && live.interfaces.is_empty() {
                 return Err(HypervisorError::Unsupported(NO_NET_LIMIT.into()));
             }
-            // The network first: it is the part a host may not be able to do.
-            if let Some(mbit) = change.net_mbit_per_sec {
+            if live.container && change.wants_net() {
+                return Err(HypervisorError::Unsupported(CONTAINER_NET_LIMIT.into()));
+            }
+            if live.container && change.wants_disk() {
+                return Err(HypervisorError::Unsupported(CONTAINER_DISK_LIMIT.into()));
+            }
+            // The network first: it is the part a host may not be able to do. (A container has none to clear.)
+            if let Some(mbit) = change.net_mbit_per_sec.filter(|_| !live.container) {
                 // The same rate each way, on every NIC; 0 removes it.
                 let kb = Some(Typed::Uint(net_kilobytes(mbit)?));
                 let rate = [("inbound.average", kb), ("outbound.average", kb)];
@@ -394,14 +521,14 @@ impl Hypervisor for Libvirt {
                     vcpu_bw: SchedBandwidth {
                         period: Some(CPU_PERIOD_US),
                         // -1 is "no quota".
-                        quota: Some(if pct == 0 { -1 } else { (CPU_PERIOD_US * u64::from(pct) / 100) as i64 }),
+                        quota: Some(if pct == 0 { -1 } else { cpu_quota_us(pct, &live) as i64 }),
                     },
                     ..SchedulerInfo::default()
                 };
                 dom.set_scheduler_parameters_flags(&info, LIVE_AND_CONFIG).map_err(backend)?;
             }
             let disk_change = [change.disk_read_bytes_per_sec, change.disk_write_bytes_per_sec, change.disk_iops];
-            if disk_change.iter().any(Option::is_some) {
+            if !live.container && disk_change.iter().any(Option::is_some) {
                 // libvirt takes the byte limits as one group (one it is not given becomes 0, no limit), so
                 // the ones not changed are sent as they are.
                 let target = read_limits(&dom)?.merged(change);
@@ -463,6 +590,12 @@ impl Hypervisor for Libvirt {
     fn migrate(&self, name: &str, peer: &Peer) -> HvResult<()> {
         self.with_conn(|conn| {
             let dom = Self::lookup(conn, name)?;
+            if self.containers() {
+                return Err(HypervisorError::Unsupported(format!(
+                    "{name} is a container: libvirt's LXC driver cannot move it to {}; it runs here as before",
+                    peer.host
+                )));
+            }
             // A stopped domain moves cold: QEMU copies disks only for a domain it runs, so it is started
             // paused here (its guest never runs), migrated paused, and the destination then stops it.
             let cold = !dom.is_active().map_err(backend)?;
@@ -495,7 +628,12 @@ impl Hypervisor for Libvirt {
     }
 
     fn stats(&self) -> HvResult<Vec<DomainStats>> {
-        self.with_conn(ffi::all_domain_stats)
+        if self.containers() {
+            // LXC has no bulk statistics call.
+            self.with_conn(ffi::stats_one_by_one)
+        } else {
+            self.with_conn(ffi::all_domain_stats)
+        }
     }
 }
 
@@ -514,16 +652,35 @@ fn appliance_boot(pool: &StoragePool, image: &str) -> Option<super::DirectBoot> 
     Some(super::DirectBoot { kernel, initrd, cmdline: APPLIANCE_CMDLINE.to_string() })
 }
 
+/// Why a container's disk limits are refused.
+pub const CONTAINER_DISK_LIMIT: &str =
+    "disk limits: libvirt's LXC driver does not limit the I/O of a container's root file system";
+/// Why a container's network limits are refused.
+pub const CONTAINER_NET_LIMIT: &str =
+    "network limits: libvirt's LXC driver cannot change a running container's bandwidth";
+
+/// The scheduler quota (µs per period) of a CPU quota of `pct` % per vCPU. A VM's quota binds each vCPU
+/// thread; a container's binds the whole container, so it gets its vCPUs' worth.
+fn cpu_quota_us(pct: u32, live: &LiveXml) -> u64 {
+    let per_vcpu = CPU_PERIOD_US * u64::from(pct) / 100;
+    if live.container {
+        per_vcpu * u64::from(live.vcpus.max(1))
+    } else {
+        per_vcpu
+    }
+}
+
 fn read_limits(dom: &VirDomain) -> HvResult<Limits> {
     let sched = dom.scheduler_parameters_flags(sys::VIR_DOMAIN_AFFECT_CURRENT).map_err(backend)?;
+    let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
+    let threads = if live.container { u64::from(live.vcpus.max(1)) } else { 1 };
     let cpu_quota_pct = match (sched.vcpu_bw.period, sched.vcpu_bw.quota) {
         // Unlimited reads as -1 or as the kernel's maximum.
-        (Some(period), Some(quota)) if period > 0 && quota > 0 && (quota as u64) < period * 1000 => {
-            Some(((quota as u64) * 100).div_ceil(period) as u32)
+        (Some(period), Some(quota)) if period > 0 && quota > 0 && (quota as u64) < period * 1000 * threads => {
+            Some(((quota as u64) * 100).div_ceil(period * threads) as u32)
         }
         _ => None,
     };
-    let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
     let first = live.disks.first();
     let io = |f: fn(&read::LiveDisk) -> Option<u64>| first.and_then(f);
     Ok(Limits {

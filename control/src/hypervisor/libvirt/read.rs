@@ -62,6 +62,8 @@ pub struct LiveXml {
     pub name: String,
     pub uuid: String,
     pub vm_id: Option<String>,
+    /// A container (libvirt's LXC driver) rather than a virtual machine.
+    pub container: bool,
     pub vcpus: u32,
     pub max_vcpus: u32,
     pub memory: MemoryLayout,
@@ -100,14 +102,20 @@ impl LiveXml {
             module_xml.push(text[m.range()].to_string());
         }
         let total = child(root, "memory").and_then(mib).ok_or_else(|| bad("memory"))?;
-        let (max_mib, slots) = match child(root, "maxMemory") {
-            Some(m) => (mib(m).unwrap_or(total), m.attribute("slots").and_then(|s| s.parse().ok()).unwrap_or(0)),
-            None => (total, 0),
+        let container = root.attribute("type") == Some("lxc");
+        let memory = if container {
+            // A container's memory is a limit (currentMemory) under its maximum (memory); nothing plugs.
+            let limit = child(root, "currentMemory").and_then(mib).unwrap_or(total);
+            MemoryLayout { base_mib: limit, modules_mib: Vec::new(), max_mib: total, slots: 0 }
+        } else {
+            let (max_mib, slots) = match child(root, "maxMemory") {
+                Some(m) => (mib(m).unwrap_or(total), m.attribute("slots").and_then(|s| s.parse().ok()).unwrap_or(0)),
+                None => (total, 0),
+            };
+            MemoryLayout { base_mib: total.saturating_sub(modules_mib.iter().sum()), modules_mib, max_mib, slots }
         };
-        let memory =
-            MemoryLayout { base_mib: total.saturating_sub(modules_mib.iter().sum()), modules_mib, max_mib, slots };
 
-        let disks = devices
+        let disks: Vec<LiveDisk> = devices
             .map(|d| {
                 d.children()
                     .filter(|c| c.has_tag_name("disk") && c.attribute("device").unwrap_or("disk") == "disk")
@@ -127,6 +135,23 @@ impl LiveXml {
                     .collect()
             })
             .unwrap_or_default();
+        // A container's root file system image counts as its disk, named by where it is mounted.
+        let mut disks = disks;
+        if let Some(d) = devices {
+            disks.extend(
+                d.children()
+                    .filter(|c| c.has_tag_name("filesystem") && c.attribute("type") == Some("file"))
+                    .filter_map(|fs| {
+                        Some(LiveDisk {
+                            target: child(fs, "target")?.attribute("dir")?.to_string(),
+                            file: Some(child(fs, "source")?.attribute("file")?.to_string()),
+                            read_bytes_sec: None,
+                            write_bytes_sec: None,
+                            total_iops_sec: None,
+                        })
+                    }),
+            );
+        }
         let interfaces = devices
             .map(|d| {
                 d.children()
@@ -148,7 +173,7 @@ impl LiveXml {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(LiveXml { name, uuid, vm_id, vcpus, max_vcpus, memory, module_xml, disks, interfaces })
+        Ok(LiveXml { name, uuid, vm_id, container, vcpus, max_vcpus, memory, module_xml, disks, interfaces })
     }
 }
 
@@ -167,6 +192,13 @@ pub fn best_domain_type(capabilities: &str) -> HvResult<String> {
     } else {
         Err(HypervisorError::Unsupported(format!("no QEMU or KVM guests on this host (offers {types:?})")))
     }
+}
+
+/// A volume's format (`qcow2`, `raw`) from its XML.
+pub fn volume_format(volume_xml: &str) -> Option<String> {
+    let doc = parse(volume_xml).ok()?;
+    let target = doc.root_element().children().find(|c| c.has_tag_name("target"))?;
+    child(target, "format")?.attribute("type").map(str::to_string)
 }
 
 /// The folder of a directory storage pool.
@@ -222,6 +254,40 @@ mod tests {
         let nics: Vec<_> =
             live.interfaces.iter().map(|i| (i.device.as_str(), i.inbound_average, i.outbound_average)).collect();
         assert_eq!(nics, [("52:54:00:aa:bb:cc", Some(12_500), None), ("52:54:00:aa:bb:cd", None, None)]);
+    }
+
+    #[test]
+    fn a_container_has_a_memory_limit_and_its_root_image_as_disk() {
+        let x = r#"<domain type='lxc' id='1554'><name>ct1</name><memory unit='KiB'>1048576</memory>
+  <currentMemory unit='KiB'>262144</currentMemory><vcpu placement='static'>2</vcpu>
+  <devices>
+    <filesystem type='file' accessmode='passthrough'><driver type='loop' format='raw'/>
+      <source file='/var/lib/libvirt/images/ct1.img'/><target dir='/'/></filesystem>
+    <filesystem type='mount'><source dir='/srv'/><target dir='/srv'/></filesystem>
+    <interface type='bridge'><mac address='52:54:00:22:3c:ce'/><source bridge='tgbr0'/><target dev='vnet0'/></interface>
+  </devices></domain>"#;
+        let live = LiveXml::parse(x).expect("parses");
+        assert!(live.container);
+        assert_eq!((live.vcpus, live.max_vcpus), (2, 2));
+        assert_eq!(live.memory, MemoryLayout { base_mib: 256, modules_mib: vec![], max_mib: 1024, slots: 0 });
+        assert_eq!(live.disks.len(), 1);
+        assert_eq!(
+            (live.disks[0].target.as_str(), live.disks[0].file.as_deref()),
+            ("/", Some("/var/lib/libvirt/images/ct1.img"))
+        );
+        assert_eq!(live.interfaces[0].device, "52:54:00:22:3c:ce");
+        assert!(!LiveXml::parse(LIVE).expect("parses").container);
+    }
+
+    #[test]
+    fn a_volume_says_its_format() {
+        let raw =
+            "<volume type='file'><name>r.img</name><target><path>/p/r.img</path><format type='raw'/></target></volume>";
+        assert_eq!(volume_format(raw).as_deref(), Some("raw"));
+        let overlay = "<volume><target><format type='qcow2'/></target>\
+                       <backingStore><format type='raw'/></backingStore></volume>";
+        assert_eq!(volume_format(overlay).as_deref(), Some("qcow2"));
+        assert_eq!(volume_format("<volume/>"), None);
     }
 
     #[test]
