@@ -45,6 +45,7 @@ fn main() {
             memory_mib: 512 * 1024,
             disk_gib: 10_240,
             cpu_p95: Some(rng.below(1000) as f32 / 1000.0),
+            containers: false,
         });
     }
 
@@ -66,6 +67,7 @@ fn main() {
             affinity_group: (i % 10 == 0).then(|| format!("cache-{}", service % 500)),
             anti_affinity_group: (i % 10 != 0).then(|| format!("service-{service}")),
             strategy: strategies[(service % 3) as usize],
+            containers: false,
         };
         let t = Instant::now();
         let outcome = fleet.place(&req);

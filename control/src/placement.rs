@@ -56,6 +56,9 @@ pub struct HostCapacity {
     pub disk_gib: u64,
     /// CPU busy fraction (0–1), p95 over the last day; `None` before any data.
     pub cpu_p95: Option<f32>,
+    /// Runs containers (libvirt's LXC) rather than virtual machines: it takes only what asks for a container.
+    #[serde(default)]
+    pub containers: bool,
 }
 
 /// What a new VM needs and where it may go.
@@ -71,6 +74,9 @@ pub struct Request {
     /// Never on a host that runs a VM of this group.
     pub anti_affinity_group: Option<String>,
     pub strategy: Strategy,
+    /// A container rather than a virtual machine: only container hosts take it, and only it.
+    #[serde(default)]
+    pub containers: bool,
 }
 
 /// Overcommit: how many vCPUs and MiB may be promised per physical one.
@@ -90,6 +96,8 @@ impl Default for Ratios {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejections {
     pub not_up: u32,
+    /// Hosts of the other kind: container hosts for a VM, VM hosts for a container.
+    pub kind: u32,
     pub elsewhere: u32,
     pub cpu: u32,
     pub memory: u32,
@@ -305,6 +313,8 @@ impl Fleet {
             let i = i as u32;
             if s.host.state != HostState::Up {
                 why.not_up += 1;
+            } else if s.host.containers != req.containers {
+                why.kind += 1;
             } else if region.is_some_and(|r| r != s.region) || cluster.is_some_and(|c| c != s.cluster) {
                 why.elsewhere += 1;
             } else if s.free_vcpus < vcpus {
@@ -372,6 +382,7 @@ mod tests {
             memory_mib,
             disk_gib: 1000,
             cpu_p95: None,
+            containers: false,
         }
     }
 
@@ -407,6 +418,20 @@ mod tests {
             f.upsert(h);
         }
         assert_eq!(f.choose(&req(1024, Strategy::LeastUtilised)).unwrap().host_id, "a");
+    }
+
+    #[test]
+    fn vms_and_containers_each_go_to_their_own_kind_of_host() {
+        let mut f = fleet();
+        f.upsert(HostCapacity { containers: true, memory_mib: 1 << 20, ..host("lxc-1", "c1", 0) });
+        assert_ne!(f.choose(&req(4096, Strategy::Spread)).unwrap().host_id, "lxc-1", "a VM on a container host");
+        let container = Request { containers: true, ..req(4096, Strategy::Pack) };
+        assert_eq!(f.choose(&container).unwrap().host_id, "lxc-1");
+        let mut vm_hosts_only = fleet();
+        match vm_hosts_only.place(&container) {
+            Err(PlacementError::NoHost { why, .. }) => assert_eq!(why.kind, 3),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

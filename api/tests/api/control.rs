@@ -484,3 +484,46 @@ async fn verification_waits_for_the_vm_s_metrics_where_its_host_reports_its_vms_
     assert_eq!(f.run(&reported).await["state"], "succeeded");
     assert_eq!(f.sim.host("sim-a", SIM_IMAGES).limits("web-1").unwrap().cpu_quota_pct, Some(50));
 }
+
+#[tokio::test]
+async fn container_hosts_take_only_containers_and_their_containers_do_not_move() {
+    let f = fleet().await;
+    // lxc-1 runs containers (libvirt's LXC), has the most room, and its agent has said hello.
+    let cluster = f.w.app.get(&format!("/api/v1/cis/{}", f.a), &f.w.requester).await.body["parent_id"].clone();
+    let lxc =
+        f.w.app
+            .ci(json!({"kind": "host", "name": "lxc-1", "parent_id": cluster, "hypervisor": "lxc",
+            "vcpus": 256, "memory_mib": 1_048_576, "disk_gib": 20_000}))
+            .await;
+    let agent = f.w.app.user_with_roles("lxc-1", &["agent"]).await;
+    let hello = json!({"hypervisor": "libvirt/lxc", "peer_uri": "lxc+tcp://lxc-1/system"});
+    assert_eq!(f.w.app.post("/api/v1/agent/hello", &agent, hello).await.status, StatusCode::NO_CONTENT);
+    let db = &f.w.app.db;
+    let choose = |containers: bool| async move {
+        let (fleet, _) = tollgate_control::inventory::fleet(db, Default::default()).await.unwrap();
+        let req = tollgate_control::placement::Request { vcpus: 1, memory_mib: 512, containers, ..Default::default() };
+        fleet.choose(&req).unwrap().host_id
+    };
+    assert_ne!(choose(false).await, lxc, "a VM was placed on a container host");
+    assert_eq!(choose(true).await, lxc);
+
+    // Evacuating a VM host never moves its VMs onto the container host.
+    let first = f.implementing("a VM on sim-a", json!([provision("web-9", &f.a)])).await;
+    assert_eq!(f.run(&first).await["state"], "succeeded");
+    let drain = f.implementing("drain sim-a", json!([{"op": "evacuate", "host_id": f.a}])).await;
+    assert_eq!(f.run(&drain).await["state"], "succeeded");
+    assert_eq!(f.vm("web-9").await["parent_id"].as_str(), Some(f.b.as_str()));
+
+    // A container on lxc-1 cannot move: the change rolls back with the reason, and it stays.
+    let ct =
+        f.w.app
+            .ci(json!({"kind": "vm", "name": "ct-1", "parent_id": lxc, "state": "running",
+            "vcpus": 1, "memory_mib": 512, "disk_gib": 1}))
+            .await;
+    let moving =
+        f.implementing("move ct-1", json!([{"op": "migrate", "vm_id": ct, "to_host_id": f.b, "live": true}])).await;
+    let job = f.run(&moving).await;
+    assert_eq!(job["state"], "rolled_back", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("LXC driver cannot move it"), "{job}");
+    assert_eq!(f.vm("ct-1").await["parent_id"].as_str(), Some(lxc.as_str()));
+}
