@@ -182,6 +182,134 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
     }
 }
 
+/// Containers end to end on the test hosts' LXC driver: the real agent (its resident process reading the
+/// containers' counters over libvirt's socket one domain at a time, its helper running the tasks) and
+/// approved changes that provision a container from the hosts' root image, move its memory limit up and down
+/// and set its CPU quota while it runs; a vCPU change and a migration, which LXC cannot do, roll their
+/// changes back with the reason and leave it running as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_host() {
+    use tollgate_workflows::metrics::store::{query, Selector};
+    let database = fresh_database().await;
+    let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
+    tollgate_workflows::process::seed_defaults(&db).await.unwrap();
+    tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
+    let lab = Lab::containers(&db).await;
+    let [vh1, vh2] = &lab.hosts;
+    let host_ids = &lab.host_ids;
+    let port = free_port();
+    let (_stop, _server) = start_server(&db, port).await;
+    let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
+    let ticking = tokio::spawn(async move {
+        loop {
+            if let Err(e) = executor.tick().await {
+                eprintln!("executor round failed: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let agents = lab.agents(port);
+    let staff = Staff::new(&db).await;
+    let name = format!("e2e-ct-{}", std::process::id() % 100_000);
+    let _cleanup = Cleanup { hosts: [vh1, vh2], name: name.clone(), agents: &agents, ticking };
+    let implement = |title: &'static str, ops: Vec<Operation>| {
+        let (db, staff) = (&db, &staff);
+        async move {
+            let id = staff.implementing(db, title, ops).await;
+            (id.clone(), finished(db, &id).await)
+        }
+    };
+    let run = |title: &'static str, ops: Vec<Operation>| {
+        let (implement, db) = (&implement, &db);
+        async move {
+            let (id, job) = implement(title, ops).await;
+            assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
+            assert_eq!(change::get_change(db, &id).await.unwrap().state, "completed", "{title}");
+        }
+    };
+    let limit_mib = |h: &TestHost| field(&h.virsh(&["memtune", &name]), "hard_limit").map(|kib| kib / 1024);
+
+    // Provisioned from the hosts' root file system image, running, held to its memory.
+    let mut container = provision_on(&name, &host_ids[0]);
+    if let Operation::Provision { image, .. } = &mut container {
+        *image = "tiny-root.img".into();
+    }
+    run("provision the e2e container", vec![container]).await;
+    let info = vh1.virsh(&["dominfo", &name]);
+    assert!(info.contains("running") && info.contains("OS Type:        exe"), "{info}");
+    assert_eq!(limit_mib(vh1), Some(512));
+    assert!(vh1.virsh(&["domiflist", &name]).contains("tgbr0"), "a NIC on the agent's guest bridge");
+    let vm_id = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().expect("in the inventory").id;
+    let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
+    assert!(pid.is_some(), "no controller pid file for {name}");
+    let same_process = |what: &str| {
+        assert_eq!(vh1.domid(&name), domid, "{what} restarted the container");
+        assert_eq!(vh1.qemu_pid(&name), pid, "{what} replaced its controller");
+    };
+
+    // Its memory limit moves live, up and then below what it started with.
+    run("grow the e2e container", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 1, memory_mib: 1024 }]).await;
+    assert_eq!(limit_mib(vh1), Some(1024));
+    same_process("growing");
+    run("shrink the e2e container", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 1, memory_mib: 256 }]).await;
+    assert_eq!(limit_mib(vh1), Some(256));
+    same_process("shrinking");
+
+    // A CPU quota on the running container.
+    let quota = Operation::SetQuota {
+        vm_id: vm_id.clone(),
+        cpu_quota_pct: Some(50),
+        disk_read_bytes_per_sec: None,
+        disk_write_bytes_per_sec: None,
+        disk_iops: None,
+        net_mbit_per_sec: None,
+    };
+    run("limit the e2e container", vec![quota]).await;
+    assert_eq!(field(&vh1.virsh(&["schedinfo", &name, "--live"]), "vcpu_quota"), Some(50_000));
+    same_process("limiting");
+
+    // What LXC cannot do rolls back with its reason, and an incident names the change.
+    let more_vcpus = vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 512 }];
+    let (refused, job) = implement("give the e2e container a second vCPU", more_vcpus).await;
+    assert_eq!(job.state, JobState::RolledBack, "{job:?}");
+    assert!(job.error.as_deref().unwrap_or("").contains("cold resize"), "{job:?}");
+    assert_eq!(limit_mib(vh1), Some(256), "the memory step that ran first was undone");
+    same_process("the refused resize");
+    let linked = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|i| i.changes.iter().any(|l| l.change_id == refused && l.kind == LinkKind::CausedBy));
+    assert!(linked, "no incident is linked to the rolled-back change");
+    let moving = vec![Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true }];
+    let (_, job) = implement("move the e2e container", moving).await;
+    assert_eq!(job.state, JobState::RolledBack, "{job:?}");
+    assert!(job.error.as_deref().unwrap_or("").contains("cannot move it"), "{job:?}");
+    same_process("the refused migration");
+
+    // Its agent reports it like a VM: its limit, from libvirt's socket, one domain at a time.
+    let selector = Selector {
+        measurement: "vm".into(),
+        field: "balloon_current_kib".into(),
+        tags: vec![("host".into(), vh1.name.clone()), ("vm".into(), name.clone())],
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = Clock::system().now().unix_timestamp_nanos() as i64;
+        let series = query(&db, &selector, now - 600_000_000_000, now + 60_000_000_000, 0).await.unwrap();
+        let last = series.iter().filter_map(|s| s.points.last()).map(|p| p.1).next_back();
+        if last == Some(256.0 * 1024.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the container's limit is not reported: {series:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    run("delete the e2e container", vec![Operation::Delete { vm_id }]).await;
+    assert!(!vh1.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still defined");
+}
+
 /// Removes the test's VM from both hosts and stops the executor, however the test ends; on a failure,
 /// prints what the agents said.
 struct Cleanup<'a> {

@@ -248,9 +248,16 @@ impl TestHost {
         PathBuf::from(socket).parent().unwrap().to_path_buf()
     }
 
+    /// The QEMU process of a running VM, or the controller process of a running container.
     pub fn qemu_pid(&self, name: &str) -> Option<u32> {
-        let file = self.run_dir().join("qemu").join(format!("{name}.pid"));
+        let driver = if self.containers() { "lxc" } else { "qemu" };
+        let file = self.run_dir().join(driver).join(format!("{name}.pid"));
         std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Whether this is the host's container driver (libvirt's LXC) rather than its QEMU.
+    pub fn containers(&self) -> bool {
+        self.uri.starts_with("lxc")
     }
 
     pub fn domid(&self, name: &str) -> String {
@@ -312,7 +319,21 @@ pub struct Lab {
 
 impl Lab {
     pub async fn new(db: &Db) -> Lab {
-        let (a, b) = test_hosts();
+        Lab::of(db, false).await
+    }
+
+    /// The same two hosts as container hosts: their libvirt's LXC driver, `lxc` in the inventory.
+    pub async fn containers(db: &Db) -> Lab {
+        Lab::of(db, true).await
+    }
+
+    async fn of(db: &Db, containers: bool) -> Lab {
+        let (mut a, mut b) = test_hosts();
+        if containers {
+            for h in [&mut a, &mut b] {
+                h.uri = h.uri.replacen("qemu", "lxc", 1);
+            }
+        }
         let region = ci(db, "region", "lab", None).await;
         let dc = ci(db, "datacenter", "lab-dc", Some(&region)).await;
         let cluster = ci(db, "cluster", "lab-cl", Some(&dc)).await;
@@ -324,6 +345,7 @@ impl Lab {
                 name: h.name.clone(),
                 parent_id: Some(cluster.clone()),
                 agent_id: Some(agent.clone()),
+                hypervisor: containers.then(|| "lxc".to_string()),
                 ..CiDraft::default()
             };
             host_ids.push(ci_with(db, draft).await);
@@ -339,19 +361,16 @@ impl Lab {
             .iter()
             .zip(&self.tokens)
             .map(|(h, token)| {
-                let peer = format!("qemu+tcp://{}/system", h.name);
+                let driver = if h.containers() { "lxc" } else { "qemu" };
+                let peer = format!("{driver}+tcp://{}/system", h.name);
                 // Every test host has an empty bridge of this name for guest NICs (scripts/lib/vhosts.sh).
-                let more = [
-                    "--libvirt-uri",
-                    h.uri.as_str(),
-                    "--peer-uri",
-                    peer.as_str(),
-                    "--virt-type",
-                    virt_type.as_str(),
-                    "--guest-bridge",
-                    "tgbr0",
-                ];
-                let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
+                let mut more =
+                    ["--libvirt-uri", h.uri.as_str(), "--peer-uri", peer.as_str(), "--guest-bridge", "tgbr0"]
+                        .map(str::to_string)
+                        .to_vec();
+                if !h.containers() {
+                    more.extend(["--virt-type".to_string(), virt_type.clone()]);
+                }
                 Agent::start_with(port, &h.name, &self.queues.path().join(&h.name), token, &more)
             })
             .collect()
