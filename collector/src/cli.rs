@@ -38,8 +38,9 @@ pub struct Cli {
     /// The `region` tag.
     #[arg(long)]
     pub region: Option<String>,
-    /// This host's libvirt, e.g. qemu:///system: report every VM (measurement `vm`) and run the server's tasks
-    /// for this host. While it cannot be opened the agent reports the host alone and tries again.
+    /// This host's libvirt, e.g. qemu:///system (VMs) or lxc:///system (containers): report every VM
+    /// (measurement `vm`) and run the server's tasks for this host. While it cannot be opened the agent
+    /// reports the host alone and tries again.
     #[cfg(feature = "libvirt")]
     #[arg(long, env = "TOLLGATE_AGENT_LIBVIRT_URI", value_name = "URI")]
     pub libvirt_uri: Option<String>,

@@ -4,6 +4,7 @@
 #
 # Source it (scripts/test), or run it:
 #   vhosts.sh up N DIR | vhosts.sh down DIR | vhosts.sh exec DIR NAME CMD... | vhosts.sh sweep
+# Each daemon also serves libvirt's LXC driver where libvirt-daemon-driver-lxc is installed (lxc+unix URIs).
 # Needs root, libvirt-daemon-system, qemu-system-x86, qemu-utils, iproute2, util-linux and python3; cgroup v1
 # or hybrid. Every wait is bounded (VHOSTS_WAIT_SECONDS, default 30, for vhosts_up; virsh calls time out).
 #
