@@ -14,49 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_control::hypervisor::libvirt::Libvirt;
 use tollgate_control::hypervisor::{DomainSpec, Hypervisor};
-use tollgate_control::jobs::{Executor, JobState};
+use tollgate_control::jobs::{Executor, Job, JobState};
 use tollgate_workflows::change::{self, Operation};
 use tollgate_workflows::incident::{self, IncidentPolicy, IncidentQuery, LinkKind};
-use tollgate_workflows::testing::fresh_database;
+use tollgate_workflows::testing::{fresh_database, TestDatabase};
 use tollgate_workflows::text::PageRequest;
 use tollgate_workflows::{Clock, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_on_real_libvirt_hosts() {
-    let database = fresh_database().await;
-    let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
-    tollgate_workflows::process::seed_defaults(&db).await.unwrap();
-    tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
-    let lab = Lab::new(&db).await;
-    let [vh1, vh2] = &lab.hosts;
-    let host_ids = &lab.host_ids;
-    let port = free_port();
-    let (_stop, _server) = start_server(&db, port).await;
-    let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
-    let ticking = tokio::spawn(async move {
-        loop {
-            if let Err(e) = executor.tick().await {
-                eprintln!("executor round failed: {e}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let agents = lab.agents(port);
-    let staff = Staff::new(&db).await;
-    let name = format!("e2e-{}", std::process::id() % 100_000);
-    let _cleanup = Cleanup { hosts: [vh1, vh2], name: name.clone(), agents: &agents, ticking };
+    let scene = Scene::new(false, "e2e").await;
+    let (db, name) = (&scene.db, scene.name.clone());
+    let [vh1, vh2] = &scene.lab.hosts;
+    let host_ids = &scene.lab.host_ids;
+    let run = |title: &'static str, ops: Vec<Operation>| scene.run(title, ops);
     {
-        let run = |title: &'static str, ops: Vec<Operation>| {
-            let (db, staff) = (&db, &staff);
-            async move {
-                let id = staff.implementing(db, title, ops).await;
-                let job = finished(db, &id).await;
-                assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
-                assert_eq!(change::get_change(db, &id).await.unwrap().state, "completed", "{title}");
-                job
-            }
-        };
-
         // Provision through an approved change: placed on vh1, running, as the inventory says.
         run("provision the e2e VM", vec![provision_on(&name, &host_ids[0])]).await;
         let info = vh1.virsh(&["dominfo", &name]);
@@ -64,7 +36,7 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
         assert_eq!((field(&info, "CPU(s)"), field(&info, "Max memory")), (Some(1), Some(512 * 1024)), "{info}");
         let nics = vh1.virsh(&["domiflist", &name]);
         assert!(nics.contains("tgbr0") && nics.contains("virtio"), "a NIC on the agent's guest bridge: {nics}");
-        let vm_id = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().expect("in the inventory").id;
+        let vm_id = tollgate_control::inventory::vm_named(db, &name).await.unwrap().expect("in the inventory").id;
         let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
         assert!(pid.is_some(), "no QEMU pid file for {name}");
         vh1.wait_guest_ready(&name);
@@ -128,19 +100,12 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
             Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 1024 },
             Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true },
         ];
-        let refused = staff.implementing(&db, "grow and move into a squatter", grow_and_move).await;
-        let job = finished(&db, &refused).await;
+        let (refused, job) = scene.implement("grow and move into a squatter", grow_and_move).await;
         assert_eq!(job.state, JobState::RolledBack, "{job:?}");
-        assert_eq!(change::get_change(&db, &refused).await.unwrap().state, "rolled_back");
+        assert_eq!(change::get_change(db, &refused).await.unwrap().state, "rolled_back");
         assert_eq!(field(&vh1.virsh(&["dominfo", &name]), "Max memory"), Some(512 * 1024), "the growth was not undone");
         same_process("the refused migration");
-        let linked = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .any(|i| i.changes.iter().any(|l| l.change_id == refused && l.kind == LinkKind::CausedBy));
-        assert!(linked, "no incident is linked to the rolled-back change");
+        assert!(scene.incident_caused_by(&refused).await, "no incident is linked to the rolled-back change");
         squatter.delete(&name).unwrap();
 
         // Live migration with its storage to vh2.
@@ -149,7 +114,7 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
         assert!(vh2.virsh(&["list", "--name"]).lines().any(|l| l.trim() == name), "not running on {}", vh2.name);
         assert!(!vh1.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still on {}", vh1.name);
         assert_eq!(vh2.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
-        let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
+        let vm = tollgate_control::inventory::vm_named(db, &name).await.unwrap().unwrap();
         assert_eq!(vm.parent_id.as_deref(), Some(host_ids[1].as_str()));
 
         // Evacuating vh2 moves its running VM live to the only other host, vh1, by placement.
@@ -157,7 +122,7 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
         assert!(vh1.virsh(&["list", "--name"]).lines().any(|l| l.trim() == name), "not running on {}", vh1.name);
         assert!(!vh2.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still on {}", vh2.name);
         assert_eq!(vh1.virsh(&["vcpucount", &name, "--live", "--active"]).trim(), "2");
-        let vm = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().unwrap();
+        let vm = tollgate_control::inventory::vm_named(db, &name).await.unwrap().unwrap();
         assert_eq!(vm.parent_id.as_deref(), Some(host_ids[0].as_str()));
 
         // A vCPU added by hand on vh1, outside any change: its agent's next VM reading shows it, the agent
@@ -168,7 +133,7 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
         let wanted =
             format!("Unauthorised change on {}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh1.name);
         loop {
-            let open = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+            let open = incident::list_incidents(db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
                 .await
                 .unwrap()
                 .items;
@@ -190,43 +155,12 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_host() {
     use tollgate_workflows::metrics::store::{query, Selector};
-    let database = fresh_database().await;
-    let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
-    tollgate_workflows::process::seed_defaults(&db).await.unwrap();
-    tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
-    let lab = Lab::containers(&db).await;
-    let [vh1, vh2] = &lab.hosts;
-    let host_ids = &lab.host_ids;
-    let port = free_port();
-    let (_stop, _server) = start_server(&db, port).await;
-    let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
-    let ticking = tokio::spawn(async move {
-        loop {
-            if let Err(e) = executor.tick().await {
-                eprintln!("executor round failed: {e}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let agents = lab.agents(port);
-    let staff = Staff::new(&db).await;
-    let name = format!("e2e-ct-{}", std::process::id() % 100_000);
-    let _cleanup = Cleanup { hosts: [vh1, vh2], name: name.clone(), agents: &agents, ticking };
-    let implement = |title: &'static str, ops: Vec<Operation>| {
-        let (db, staff) = (&db, &staff);
-        async move {
-            let id = staff.implementing(db, title, ops).await;
-            (id.clone(), finished(db, &id).await)
-        }
-    };
-    let run = |title: &'static str, ops: Vec<Operation>| {
-        let (implement, db) = (&implement, &db);
-        async move {
-            let (id, job) = implement(title, ops).await;
-            assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
-            assert_eq!(change::get_change(db, &id).await.unwrap().state, "completed", "{title}");
-        }
-    };
+    let scene = Scene::new(true, "e2e-ct").await;
+    let (db, name) = (&scene.db, scene.name.clone());
+    let [vh1, _] = &scene.lab.hosts;
+    let host_ids = &scene.lab.host_ids;
+    let run = |title: &'static str, ops: Vec<Operation>| scene.run(title, ops);
+    let implement = |title: &'static str, ops: Vec<Operation>| scene.implement(title, ops);
     let limit_mib = |h: &TestHost| field(&h.virsh(&["memtune", &name]), "hard_limit").map(|kib| kib / 1024);
 
     // Provisioned from the hosts' root file system image, running, held to its memory.
@@ -239,7 +173,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     assert!(info.contains("running") && info.contains("OS Type:        exe"), "{info}");
     assert_eq!(limit_mib(vh1), Some(512));
     assert!(vh1.virsh(&["domiflist", &name]).contains("tgbr0"), "a NIC on the agent's guest bridge");
-    let vm_id = tollgate_control::inventory::vm_named(&db, &name).await.unwrap().expect("in the inventory").id;
+    let vm_id = tollgate_control::inventory::vm_named(db, &name).await.unwrap().expect("in the inventory").id;
     let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
     assert!(pid.is_some(), "no controller pid file for {name}");
     let same_process = |what: &str| {
@@ -275,13 +209,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     assert!(job.error.as_deref().unwrap_or("").contains("cold resize"), "{job:?}");
     assert_eq!(limit_mib(vh1), Some(256), "the memory step that ran first was undone");
     same_process("the refused resize");
-    let linked = incident::list_incidents(&db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .any(|i| i.changes.iter().any(|l| l.change_id == refused && l.kind == LinkKind::CausedBy));
-    assert!(linked, "no incident is linked to the rolled-back change");
+    assert!(scene.incident_caused_by(&refused).await, "no incident is linked to the rolled-back change");
     let moving = vec![Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true }];
     let (_, job) = implement("move the e2e container", moving).await;
     assert_eq!(job.state, JobState::RolledBack, "{job:?}");
@@ -297,7 +225,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let now = Clock::system().now().unix_timestamp_nanos() as i64;
-        let series = query(&db, &selector, now - 600_000_000_000, now + 60_000_000_000, 0).await.unwrap();
+        let series = query(db, &selector, now - 600_000_000_000, now + 60_000_000_000, 0).await.unwrap();
         let last = series.iter().filter_map(|s| s.points.last()).map(|p| p.1).next_back();
         if last == Some(256.0 * 1024.0) {
             break;
@@ -310,23 +238,81 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     assert!(!vh1.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still defined");
 }
 
-/// Removes the test's VM from both hosts and stops the executor, however the test ends; on a failure,
+/// One end-to-end run: a fresh store and a server on it, the executor, the real agent on each of the lab's two
+/// hosts, the staff that request and approve changes, and the name of the domain the test makes. Dropped, it
+/// stops the executor and removes that domain from both hosts, however the test ended; after a failure it
 /// prints what the agents said.
-struct Cleanup<'a> {
-    hosts: [&'a TestHost; 2],
+struct Scene {
+    db: Db,
+    lab: Lab,
+    staff: Staff,
     name: String,
-    agents: &'a [Agent],
+    agents: Vec<Agent>,
     ticking: tokio::task::JoinHandle<()>,
+    _server: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    _database: TestDatabase,
 }
 
-impl Drop for Cleanup<'_> {
+impl Scene {
+    /// The scene on the test hosts' QEMU drivers, or on their LXC drivers as container hosts; the domain is
+    /// named `<prefix>-<this process>`.
+    async fn new(containers: bool, prefix: &str) -> Scene {
+        let database = fresh_database().await;
+        let db = Db::connect(database.url(), 4, Clock::system()).await.expect("the store opens");
+        tollgate_workflows::process::seed_defaults(&db).await.unwrap();
+        tollgate_workflows::approval::seed_defaults(&db).await.unwrap();
+        let lab = if containers { Lab::containers(&db).await } else { Lab::new(&db).await };
+        let port = free_port();
+        let server = start_server(&db, port).await;
+        let executor = Executor::new(db.clone(), Arc::new(IncidentPolicy::default()));
+        let ticking = tokio::spawn(async move {
+            loop {
+                if let Err(e) = executor.tick().await {
+                    eprintln!("executor round failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let agents = lab.agents(port);
+        let staff = Staff::new(&db).await;
+        let name = format!("{prefix}-{}", std::process::id() % 100_000);
+        Scene { db, lab, staff, name, agents, ticking, _server: server, _database: database }
+    }
+
+    /// Requests, approves and starts a change of `ops`; returns its id and its job once finished.
+    async fn implement(&self, title: &str, ops: Vec<Operation>) -> (String, Job) {
+        let id = self.staff.implementing(&self.db, title, ops).await;
+        let job = finished(&self.db, &id).await;
+        (id, job)
+    }
+
+    /// [`Scene::implement`], whose job must succeed and complete the change.
+    async fn run(&self, title: &str, ops: Vec<Operation>) -> Job {
+        let (id, job) = self.implement(title, ops).await;
+        assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
+        assert_eq!(change::get_change(&self.db, &id).await.unwrap().state, "completed", "{title}");
+        job
+    }
+
+    /// Whether an incident is linked to the change as caused by it.
+    async fn incident_caused_by(&self, change_id: &str) -> bool {
+        incident::list_incidents(&self.db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|i| i.changes.iter().any(|l| l.change_id == change_id && l.kind == LinkKind::CausedBy))
+    }
+}
+
+impl Drop for Scene {
     fn drop(&mut self) {
         self.ticking.abort();
-        for h in self.hosts {
+        for h in &self.lab.hosts {
             let _ = Libvirt::connect(&h.uri).and_then(|l| l.delete(&self.name));
         }
         if std::thread::panicking() {
-            for (h, agent) in self.hosts.iter().zip(self.agents) {
+            for (h, agent) in self.lab.hosts.iter().zip(&self.agents) {
                 eprintln!("agent of {}:\n{}", h.name, agent.log());
             }
         }

@@ -32,6 +32,8 @@ const PROC_DOMAIN_GET_MEMORY_PARAMETERS: i32 = 198;
 const ERR_NO_SUPPORT: i32 = 3;
 /// `VIR_ERR_NO_DOMAIN`: the domain went away.
 const ERR_NO_DOMAIN: i32 = 42;
+/// `VIR_ERR_OPERATION_INVALID`: asked of a running domain that has stopped since.
+const ERR_OPERATION_INVALID: i32 = 55;
 /// How many memory parameters to ask for (libvirt's own maximum).
 const MEMORY_PARAMETERS_MAX: i32 = 16;
 const TYPE_CALL: i32 = 0;
@@ -361,11 +363,17 @@ impl StatsConnection {
         let domains = (0..d.count()?).map(|_| d.domain()).collect::<HvResult<Vec<_>>>()?;
         let mut out = Vec::with_capacity(domains.len());
         for dom in domains {
-            match self.domain_stats(&dom) {
-                Ok(s) => out.push(s),
-                // Undefined since the listing.
-                Err(_) if self.last_error == ERR_NO_DOMAIN => {}
-                Err(e) => return Err(e),
+            let mut again = true;
+            loop {
+                match self.domain_stats(&dom) {
+                    Ok(s) => out.push(s),
+                    // Undefined since the listing: left out.
+                    Err(_) if self.last_error == ERR_NO_DOMAIN => {}
+                    // Stopped while it was read: read once more, as it is now.
+                    Err(_) if self.last_error == ERR_OPERATION_INVALID && std::mem::take(&mut again) => continue,
+                    Err(e) => return Err(e),
+                }
+                break;
             }
         }
         Ok(out)
@@ -720,6 +728,30 @@ mod tests {
         d.domain().unwrap();
         assert_eq!(d.string().unwrap(), "52:54:00:22:3c:ce");
         assert_eq!(calls.iter().filter(|c| c.0 == PROC_CONNECT_GET_ALL_DOMAIN_STATS).count(), 1);
+    }
+
+    #[test]
+    fn a_domain_that_stops_while_it_is_read_is_read_again_as_stopped() {
+        let mut list = Encoder::default();
+        list.u32(1).string("ct1").u32(0).u32(0).u32(0).u32(0).i32(7).u32(1);
+        let mut running = Encoder::default();
+        running.u32(1).u32(0).u32(1 << 20).u32(0).u32(3252).u32(1).u32(0).u32(7_000_000);
+        let mut not_running = Encoder::default();
+        not_running.i32(ERR_OPERATION_INVALID).i32(10).u32(1).string("domain is not running").i32(2);
+        let mut stopped = Encoder::default();
+        stopped.u32(5).u32(0).u32(1 << 20).u32(0).u32(262_144).u32(1).u32(0).u32(7_000_000);
+        let (socket, daemon) = daemon(vec![
+            (PROC_CONNECT_LIST_ALL_DOMAINS, STATUS_OK, list.0),
+            (PROC_DOMAIN_GET_INFO, STATUS_OK, running.0),
+            (PROC_DOMAIN_GET_MEMORY_PARAMETERS, STATUS_ERROR, not_running.0),
+            (PROC_DOMAIN_GET_INFO, STATUS_OK, stopped.0),
+        ]);
+        let mut conn = StatsConnection { socket, serial: 0, last_error: 0, one_by_one: true };
+        let stats = conn.stats().unwrap();
+        assert_eq!(stats.len(), 1);
+        assert_eq!((stats[0].running, stats[0].balloon_current_kib), (false, 262_144));
+        drop(conn);
+        daemon.join().unwrap();
     }
 
     #[test]
