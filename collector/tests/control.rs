@@ -150,8 +150,8 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
 /// Containers end to end on the test hosts' LXC driver: the real agent (its resident process reading the
 /// containers' counters over libvirt's socket one domain at a time, its helper running the tasks) and
 /// approved changes that provision a container from the hosts' root image, move its memory limit up and down
-/// and set its CPU quota while it runs; a vCPU change and a migration, which LXC cannot do, roll their
-/// changes back with the reason and leave it running as it was.
+/// and set its CPU quota while it runs; a vCPU change and a migration, which LXC cannot do, are refused when
+/// requested, and growth past its headroom rolls its change back and leaves it running as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_host() {
     use tollgate_workflows::metrics::store::{query, Selector};
@@ -202,19 +202,24 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     assert_eq!(field(&vh1.virsh(&["schedinfo", &name, "--live"]), "vcpu_quota"), Some(50_000));
     same_process("limiting");
 
-    // What LXC cannot do rolls back with its reason, and an incident names the change.
-    let more_vcpus = vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 512 }];
-    let (refused, job) = implement("give the e2e container a second vCPU", more_vcpus).await;
+    // What LXC cannot do is refused when it is requested, with the reason.
+    let more_vcpus = Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 256 };
+    let moving = Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true };
+    for (title, op, says) in
+        [("a second vCPU", more_vcpus, "request a cold resize"), ("move it", moving, "cannot move it")]
+    {
+        let refused = scene.staff.request(db, title, vec![op]).await.expect_err("refused when requested");
+        assert!(refused.to_string().contains(says), "{title}: {refused}");
+    }
+    // Past its headroom (4× the memory it was made with) the host refuses when the change runs: the change
+    // rolls back with the reason, the container runs on as it was, and an incident names the change.
+    let too_big = vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 1, memory_mib: 4096 }];
+    let (refused, job) = implement("grow the e2e container past its headroom", too_big).await;
     assert_eq!(job.state, JobState::RolledBack, "{job:?}");
     assert!(job.error.as_deref().unwrap_or("").contains("cold resize"), "{job:?}");
-    assert_eq!(limit_mib(vh1), Some(256), "the memory step that ran first was undone");
+    assert_eq!(limit_mib(vh1), Some(256));
     same_process("the refused resize");
     assert!(scene.incident_caused_by(&refused).await, "no incident is linked to the rolled-back change");
-    let moving = vec![Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true }];
-    let (_, job) = implement("move the e2e container", moving).await;
-    assert_eq!(job.state, JobState::RolledBack, "{job:?}");
-    assert!(job.error.as_deref().unwrap_or("").contains("cannot move it"), "{job:?}");
-    same_process("the refused migration");
 
     // Its agent reports it like a VM: its limit, from libvirt's socket, one domain at a time.
     let selector = Selector {

@@ -486,7 +486,7 @@ async fn verification_waits_for_the_vm_s_metrics_where_its_host_reports_its_vms_
 }
 
 #[tokio::test]
-async fn container_hosts_take_only_containers_and_their_containers_do_not_move() {
+async fn container_hosts_take_only_containers_and_refuse_at_request_what_they_cannot_do() {
     let f = fleet().await;
     // lxc-1 runs containers (libvirt's LXC), has the most room, and its agent has said hello.
     let cluster = f.w.app.get(&format!("/api/v1/cis/{}", f.a), &f.w.requester).await.body["parent_id"].clone();
@@ -514,16 +514,30 @@ async fn container_hosts_take_only_containers_and_their_containers_do_not_move()
     assert_eq!(f.run(&drain).await["state"], "succeeded");
     assert_eq!(f.vm("web-9").await["parent_id"].as_str(), Some(f.b.as_str()));
 
-    // A container on lxc-1 cannot move: the change rolls back with the reason, and it stays.
+    // What lxc-1 cannot do is refused when it is requested, naming the operation and the reason: nobody is
+    // asked to approve a change that could only roll back. A memory-only resize goes through.
     let ct =
         f.w.app
             .ci(json!({"kind": "vm", "name": "ct-1", "parent_id": lxc, "state": "running",
             "vcpus": 1, "memory_mib": 512, "disk_gib": 1}))
             .await;
-    let moving =
-        f.implementing("move ct-1", json!([{"op": "migrate", "vm_id": ct, "to_host_id": f.b, "live": true}])).await;
-    let job = f.run(&moving).await;
-    assert_eq!(job["state"], "rolled_back", "{job}");
-    assert!(job["error"].as_str().unwrap().contains("LXC driver cannot move it"), "{job}");
-    assert_eq!(f.vm("ct-1").await["parent_id"].as_str(), Some(lxc.as_str()));
+    let web9 = f.vm("web-9").await["id"].as_str().unwrap().to_owned();
+    for (op, field, says) in [
+        (json!({"op": "migrate", "vm_id": ct, "to_host_id": f.b, "live": true}), "vm_id", "cannot move it"),
+        (json!({"op": "migrate", "vm_id": web9, "to_host_id": lxc, "live": true}), "to_host_id", "takes no migrations"),
+        (json!({"op": "evacuate", "host_id": lxc}), "host_id", "cannot move what runs on it"),
+        (json!({"op": "resize", "vm_id": ct, "vcpus": 2, "memory_mib": 512}), "vcpus", "request a cold resize"),
+        (json!({"op": "set_quota", "vm_id": ct, "disk_iops": 100}), "disk_iops", "cannot limit disk I/O"),
+        (json!({"op": "set_quota", "vm_id": ct, "net_mbit_per_sec": 10}), "net_mbit_per_sec", "cannot limit network"),
+    ] {
+        let r = f.w.app.create_change(&f.w.requester, change("normal", "refused", json!([op]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{op}: {}", r.body);
+        let text = r.body.to_string();
+        assert!(text.contains(&format!("operations[0].{field}")) && text.contains(says), "{op}: {text}");
+        assert!(text.contains("lxc-1 (lxc)"), "names the host and its kind: {text}");
+    }
+    let fine = json!([{"op": "resize", "vm_id": ct, "vcpus": 1, "memory_mib": 1024},
+        {"op": "set_quota", "vm_id": ct, "cpu_quota_pct": 50, "disk_iops": 0}]);
+    let r = f.w.app.create_change(&f.w.requester, change("normal", "grow ct-1", fine)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use tollgate_control::jobs::{self, Job};
 use tollgate_workflows::accounts::{self, NewUser, Password, Principal, Role, RoleSet, Username};
 use tollgate_workflows::approval::{self, Decision};
-use tollgate_workflows::change::{self, ChangeEvent, ChangeKind, ChangeSpec, Operation};
+use tollgate_workflows::change::{self, Change, ChangeEvent, ChangeKind, ChangeSpec, Operation};
 use tollgate_workflows::cmdb::{self, CiDraft, CiSpec};
 use tollgate_workflows::freeze::Window;
 use tollgate_workflows::text::{Description, Name, PageRequest};
-use tollgate_workflows::{AuditContext, Db};
+use tollgate_workflows::{AuditContext, Db, StoreResult};
 
 const PASSWORD: &str = "agent-password-for-tests";
 
@@ -206,17 +206,8 @@ impl Staff {
     /// An emergency change of `operations`, approved by the emergency CAB and started: implementing from an
     /// hour ago to an hour from now. Returns its id.
     pub async fn implementing(&self, db: &Db, title: &str, operations: Vec<Operation>) -> String {
-        let now = time::OffsetDateTime::now_utc();
-        let spec = ChangeSpec {
-            kind: ChangeKind::Emergency,
-            title: Name::parse("title", title).unwrap(),
-            description: Description::parse("description", "").unwrap(),
-            ci_ids: Vec::new(),
-            operations,
-            window: Window::new(now - time::Duration::hours(1), now + time::Duration::hours(1)).unwrap(),
-        };
         let op = &self.operator;
-        let c = change::create_change(db, &ctx_of(op), op, spec).await.unwrap();
+        let c = self.request(db, title, operations).await.unwrap();
         for event in ["submit", "start"] {
             if event == "start" {
                 approval::vote(db, &ctx_of(&self.cab), &c.id, &self.cab, Decision::Approve, None).await.unwrap();
@@ -226,6 +217,20 @@ impl Staff {
         }
         assert_eq!(change::get_change(db, &c.id).await.unwrap().state, "implementing");
         c.id
+    }
+
+    /// Requests an emergency change of `operations` for the window of an hour ago to an hour from now.
+    pub async fn request(&self, db: &Db, title: &str, operations: Vec<Operation>) -> StoreResult<Change> {
+        let now = time::OffsetDateTime::now_utc();
+        let spec = ChangeSpec {
+            kind: ChangeKind::Emergency,
+            title: Name::parse("title", title).unwrap(),
+            description: Description::parse("description", "").unwrap(),
+            ci_ids: Vec::new(),
+            operations,
+            window: Window::new(now - time::Duration::hours(1), now + time::Duration::hours(1)).unwrap(),
+        };
+        change::create_change(db, &ctx_of(&self.operator), &self.operator, spec).await
     }
 }
 

@@ -613,12 +613,6 @@ impl Executor {
             }
             Step::Migrate { vm, to_host_id } => {
                 let Some((ci, source)) = self.vm(vm).await? else { return missing(vm) };
-                if source.hypervisor == Some(cmdb::Hypervisor::Lxc) {
-                    return Ok(Err(format!(
-                        "{vm} is a container on {}: libvirt's LXC driver cannot move it to another host",
-                        source.name
-                    )));
-                }
                 let dest_id = match to_host_id {
                     Some(h) => h.clone(),
                     None => match memo_destination(memo, step) {
@@ -649,12 +643,6 @@ impl Executor {
                     return Ok(Ok(Vec::new()));
                 }
                 let dest = inventory::ci_of(&self.db, &dest_id, CiKind::Host).await?;
-                if dest.hypervisor == Some(cmdb::Hypervisor::Lxc) {
-                    return Ok(Err(format!(
-                        "{} runs containers: the virtual machine {vm} cannot move there",
-                        dest.name
-                    )));
-                }
                 let undo = prepare!(vec![Step::Migrate { vm: vm.clone(), to_host_id: Some(source.id.clone()) }]);
                 let domain = match check!(self.task(row, step, 0, &source, Action::Inspect { name: vm.clone() }).await?)
                 {

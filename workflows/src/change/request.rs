@@ -92,6 +92,7 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, this: Op
                 }
             }
         }
+        check_capabilities(conn, i, op, &read).await?;
         rollback.push(op.inverse(target.as_ref()));
     }
     rollback.reverse();
@@ -110,6 +111,89 @@ async fn work_out(conn: &mut AnyConnection, db: &Db, spec: &ChangeSpec, this: Op
         .into());
     }
     Ok(Worked { ci_ids, rollback, risk })
+}
+
+/// Refuses, when it is requested, what the hypervisor of the host concerned cannot do (a container host: no
+/// vCPU change while it runs, no disk or network limits, no migration either way), so that nobody approves a
+/// change that could only roll back. `read` holds the CIs the operation names.
+async fn check_capabilities(
+    conn: &mut AnyConnection,
+    i: usize,
+    op: &Operation,
+    read: &std::collections::HashMap<String, cmdb::Ci>,
+) -> StoreResult<()> {
+    async fn host(conn: &mut AnyConnection, id: Option<&str>) -> StoreResult<Option<cmdb::Ci>> {
+        match id {
+            Some(id) => fetch_ci(conn, id).await,
+            None => Ok(None),
+        }
+    }
+    let caps = |host: &Option<cmdb::Ci>| host.as_ref().and_then(|h| h.hypervisor).map(cmdb::Hypervisor::capabilities);
+    let refuse = |field: &str, why: String| -> StoreResult<()> {
+        Err(ValidationError::new(format!("operations[{i}].{field}"), why).into())
+    };
+    let vm = |id: &str| read.get(id);
+    let vm_name = |id: &str| vm(id).map_or(id.to_string(), |v| v.name.clone());
+    let host_of = |id: &str| vm(id).and_then(|v| v.parent_id.clone());
+    // "hv-3 (lxc)"
+    let named = |h: &Option<cmdb::Ci>| {
+        h.as_ref().map_or(String::new(), |h| format!("{} ({})", h.name, h.hypervisor.map_or("", |k| k.as_str())))
+    };
+    match op {
+        Operation::Resize { vm_id, vcpus, .. } => {
+            let h = host(conn, host_of(vm_id).as_deref()).await?;
+            let now = vm(vm_id).and_then(|v| v.vcpus);
+            if caps(&h).is_some_and(|c| !c.live_vcpus) && now.is_some_and(|n| n != *vcpus) {
+                let why = format!(
+                    "{} is on {}, where vCPUs cannot change while it runs: request a cold resize",
+                    vm_name(vm_id),
+                    named(&h)
+                );
+                return refuse("vcpus", why);
+            }
+        }
+        Operation::SetQuota {
+            vm_id,
+            disk_read_bytes_per_sec,
+            disk_write_bytes_per_sec,
+            disk_iops,
+            net_mbit_per_sec,
+            ..
+        } => {
+            let h = host(conn, host_of(vm_id).as_deref()).await?;
+            let Some(c) = caps(&h) else { return Ok(()) };
+            let asks = |v: &Option<u64>| v.is_some_and(|v| v > 0);
+            if !c.disk_limits && [disk_read_bytes_per_sec, disk_write_bytes_per_sec, disk_iops].into_iter().any(asks) {
+                return refuse(
+                    "disk_iops",
+                    format!("{} is on {}, which cannot limit disk I/O", vm_name(vm_id), named(&h)),
+                );
+            }
+            if !c.net_limits && asks(net_mbit_per_sec) {
+                let why = format!("{} is on {}, which cannot limit network bandwidth", vm_name(vm_id), named(&h));
+                return refuse("net_mbit_per_sec", why);
+            }
+        }
+        Operation::Migrate { vm_id, to_host_id, .. } => {
+            let from = host(conn, host_of(vm_id).as_deref()).await?;
+            if caps(&from).is_some_and(|c| !c.migration) {
+                let why = format!("{} is on {}, which cannot move it to another host", vm_name(vm_id), named(&from));
+                return refuse("vm_id", why);
+            }
+            let to = read.get(to_host_id).cloned();
+            if caps(&to).is_some_and(|c| !c.migration) {
+                return refuse("to_host_id", format!("{} takes no migrations", named(&to)));
+            }
+        }
+        Operation::Evacuate { host_id } => {
+            let h = read.get(host_id).cloned();
+            if caps(&h).is_some_and(|c| !c.migration) {
+                return refuse("host_id", format!("{} cannot move what runs on it to another host", named(&h)));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Gathers the facts the risk score weighs.

@@ -71,6 +71,47 @@ string_enum!(
     Hypervisor { Kvm => "kvm", Qemu => "qemu", Xen => "xen", Lxc => "lxc", Simulated => "simulated" }
 );
 
+/// What a host's hypervisor does. Its driver refuses the rest with a clear error before it changes anything,
+/// and a change that asks for it is refused when it is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// vCPUs plugged and unplugged while the domain runs.
+    pub live_vcpus: bool,
+    /// Memory grows by plugging modules and shrinks no lower than the domain booted with; without them
+    /// it is a limit that moves anywhere up to its maximum while the domain runs.
+    pub memory_modules: bool,
+    /// Disk I/O limits (bytes and IOPS per second).
+    pub disk_limits: bool,
+    /// Network limits on a running domain's NICs (where the host's kernel can shape traffic).
+    pub net_limits: bool,
+    /// Moving a domain to another host, live or cold.
+    pub migration: bool,
+}
+
+impl Capabilities {
+    /// A virtual machine hypervisor (QEMU/KVM, the simulator): everything.
+    pub const MACHINES: Capabilities =
+        Capabilities { live_vcpus: true, memory_modules: true, disk_limits: true, net_limits: true, migration: true };
+    /// Containers under libvirt's LXC driver: memory and CPU limits move live; the rest does not exist there.
+    pub const CONTAINERS: Capabilities = Capabilities {
+        live_vcpus: false,
+        memory_modules: false,
+        disk_limits: false,
+        net_limits: false,
+        migration: false,
+    };
+}
+
+impl Hypervisor {
+    /// What hosts of this hypervisor do.
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            Hypervisor::Lxc => Capabilities::CONTAINERS,
+            _ => Capabilities::MACHINES,
+        }
+    }
+}
+
 string_enum!(
     /// A typed edge between two items. `runs-on` and `depends-on` point from the dependent to what it
     /// needs; `member-of` points from a member to the group it makes up.
