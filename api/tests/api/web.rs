@@ -222,6 +222,12 @@ async fn every_page_renders_in_strict_mode_over_a_populated_world() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     while tollgate_workflows::metrics::rollup::roll_up(&w.app.db).await.unwrap() > 0 {}
 
+    let cluster = w.app.get(&format!("/api/v1/cis/{}", w.host), &w.requester).await.body["parent_id"].clone();
+    w.app
+        .ci(json!({"kind": "host", "name": "lxc-7", "parent_id": cluster, "hypervisor": "lxc",
+            "vcpus": 8, "memory_mib": 16384, "disk_gib": 100}))
+        .await;
+
     let mut admin = Browser::new(&w.app);
     admin.sign_in("admin", crate::support::ADMIN_PASSWORD).await;
     let pages = [
@@ -238,6 +244,7 @@ async fn every_page_renders_in_strict_mode_over_a_populated_world() {
         ("/incidents".to_owned(), "db slow"),
         (format!("/incidents/{incident}"), "db-1"),
         ("/fleet".to_owned(), "hv-1"),
+        ("/fleet".to_owned(), "lxc-7</a> <span class=\"tag\" title=\"Runs containers"),
         (format!("/fleet/{}", w.vm), "readings"),
         (format!("/fleet/{}", w.host), "readings"),
         ("/admin".to_owned(), "year end"),
