@@ -47,9 +47,6 @@ pub const NO_NET_LIMIT: &str = "network limits: the VM has no network interface 
 
 pub type HvResult<T> = Result<T, HypervisorError>;
 
-/// The largest network limit: libvirt takes NIC rates as 32-bit kilobytes per second (125 a megabit).
-pub const NET_MBIT_MAX: u64 = u32::MAX as u64 / 125;
-
 /// Whether a domain runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,71 +201,14 @@ pub struct Domain {
     pub disks: Vec<Disk>,
 }
 
-/// Limits on a running domain. Read back, `None` is "no limit"; in a change, `None` leaves a limit as it
-/// is and `Some(0)` removes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Each vCPU may use at most this percentage of one host CPU.
-    pub cpu_quota_pct: Option<u32>,
-    pub disk_read_bytes_per_sec: Option<u64>,
-    pub disk_write_bytes_per_sec: Option<u64>,
-    pub disk_iops: Option<u64>,
-    pub net_mbit_per_sec: Option<u64>,
-}
+/// Limits on a running domain, as a change names them and as a driver reads them back (the change model's
+/// type: one definition from the request to the host).
+pub use tollgate_workflows::change::VmLimits as Limits;
+pub use tollgate_workflows::change::NET_MBIT_MAX;
 
-impl Limits {
-    /// Applies `change` over `self`: fields it names replace (0 clears), the rest stay.
-    pub fn merged(&self, change: &Limits) -> Limits {
-        fn pick<T: Copy + PartialEq + Default>(now: Option<T>, change: Option<T>) -> Option<T> {
-            match change {
-                Some(v) if v == T::default() => None,
-                Some(v) => Some(v),
-                None => now,
-            }
-        }
-        Limits {
-            cpu_quota_pct: pick(self.cpu_quota_pct, change.cpu_quota_pct),
-            disk_read_bytes_per_sec: pick(self.disk_read_bytes_per_sec, change.disk_read_bytes_per_sec),
-            disk_write_bytes_per_sec: pick(self.disk_write_bytes_per_sec, change.disk_write_bytes_per_sec),
-            disk_iops: pick(self.disk_iops, change.disk_iops),
-            net_mbit_per_sec: pick(self.net_mbit_per_sec, change.net_mbit_per_sec),
-        }
-    }
-
-    /// The change that puts `self` back in place over any other limits: every field named, 0 for none.
-    pub fn restoring(&self) -> Limits {
-        Limits {
-            cpu_quota_pct: Some(self.cpu_quota_pct.unwrap_or(0)),
-            disk_read_bytes_per_sec: Some(self.disk_read_bytes_per_sec.unwrap_or(0)),
-            disk_write_bytes_per_sec: Some(self.disk_write_bytes_per_sec.unwrap_or(0)),
-            disk_iops: Some(self.disk_iops.unwrap_or(0)),
-            net_mbit_per_sec: Some(self.net_mbit_per_sec.unwrap_or(0)),
-        }
-    }
-
-    pub fn validate(&self) -> HvResult<()> {
-        match (self.cpu_quota_pct, self.net_mbit_per_sec) {
-            (Some(p), _) if p > 100 => Err(HypervisorError::Invalid(format!(
-                "a CPU quota is 1 to 100 % of a host CPU (0 removes it), not {p}"
-            ))),
-            (_, Some(m)) if m > NET_MBIT_MAX => Err(HypervisorError::Invalid(format!(
-                "a network limit is at most {NET_MBIT_MAX} Mbit/s (0 removes it), not {m}"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether the change asks for a network limit (clearing one that is not there asks nothing).
-    pub fn wants_net(&self) -> bool {
-        self.net_mbit_per_sec.is_some_and(|v| v > 0)
-    }
-
-    /// Whether the change asks for a disk limit (bytes or IOPS).
-    pub fn wants_disk(&self) -> bool {
-        [self.disk_read_bytes_per_sec, self.disk_write_bytes_per_sec, self.disk_iops]
-            .iter()
-            .any(|v| v.is_some_and(|v| v > 0))
-    }
+/// Checks a change of limits before it reaches the domain.
+pub fn check_limits(change: &Limits) -> HvResult<()> {
+    change.check().map_err(|(_, why)| HypervisorError::Invalid(why))
 }
 
 pub use tollgate_workflows::cmdb::Capabilities;

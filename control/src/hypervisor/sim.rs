@@ -281,7 +281,7 @@ impl Hypervisor for SimHost {
     }
 
     fn set_limits(&self, name: &str, change: &Limits) -> HvResult<Limits> {
-        change.validate()?;
+        super::check_limits(change)?;
         self.with_domain(name, |d| {
             running(d)?;
             if change.wants_net() && !d.nic {

@@ -145,22 +145,9 @@ pub async fn plan(db: &Db, change: &ApprovedChange) -> StoreResult<Vec<Step>> {
                 steps.push(Step::SetVcpus { vm: vm.clone(), vcpus: *vcpus });
                 touch(&mut verify, &vm);
             }
-            Operation::SetQuota {
-                vm_id,
-                cpu_quota_pct,
-                disk_read_bytes_per_sec,
-                disk_write_bytes_per_sec,
-                disk_iops,
-                net_mbit_per_sec,
-            } => {
+            Operation::SetQuota { vm_id, .. } => {
                 let vm = vm_name(db, vm_id).await?;
-                let limits = Limits {
-                    cpu_quota_pct: *cpu_quota_pct,
-                    disk_read_bytes_per_sec: *disk_read_bytes_per_sec,
-                    disk_write_bytes_per_sec: *disk_write_bytes_per_sec,
-                    disk_iops: *disk_iops,
-                    net_mbit_per_sec: *net_mbit_per_sec,
-                };
+                let limits = op.vm_limits().unwrap_or_default();
                 steps.push(Step::SetLimits { vm: vm.clone(), limits });
                 touch(&mut verify, &vm);
             }

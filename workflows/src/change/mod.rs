@@ -10,6 +10,7 @@
 mod conflicts;
 mod gate;
 mod lifecycle;
+mod limits;
 mod plan;
 mod query;
 mod record;
@@ -19,6 +20,7 @@ mod risk;
 pub use conflicts::{conflicts_of, Conflict};
 pub use gate::{authorise, ApprovedChange, Refusal};
 pub use lifecycle::*;
+pub use limits::{VmLimits, NET_MBIT_MAX};
 pub use plan::{Operation, RollbackStep};
 pub use query::*;
 pub use record::*;

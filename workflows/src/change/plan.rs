@@ -1,5 +1,6 @@
 //! Planned operations as typed data, and the rollback plan derived from them.
 
+use super::limits::VmLimits;
 use crate::cmdb::{Ci, CiKind};
 use crate::error::ValidationError;
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,27 @@ impl Operation {
         }
     }
 
+    /// The limits a `set_quota` asks for.
+    pub fn vm_limits(&self) -> Option<VmLimits> {
+        match self {
+            Operation::SetQuota {
+                cpu_quota_pct,
+                disk_read_bytes_per_sec,
+                disk_write_bytes_per_sec,
+                disk_iops,
+                net_mbit_per_sec,
+                ..
+            } => Some(VmLimits {
+                cpu_quota_pct: *cpu_quota_pct,
+                disk_read_bytes_per_sec: *disk_read_bytes_per_sec,
+                disk_write_bytes_per_sec: *disk_write_bytes_per_sec,
+                disk_iops: *disk_iops,
+                net_mbit_per_sec: *net_mbit_per_sec,
+            }),
+            _ => None,
+        }
+    }
+
     /// The existing CIs it names, with the kind each must be and the field that names it.
     pub fn references(&self) -> Vec<(&'static str, &str, CiKind)> {
         match self {
@@ -142,27 +164,11 @@ impl Operation {
                 bounded("vcpus", *vcpus, 4096)?;
                 bounded("memory_mib", *memory_mib, 64 * 1024 * 1024)
             }
-            Operation::SetQuota {
-                cpu_quota_pct,
-                disk_read_bytes_per_sec,
-                disk_write_bytes_per_sec,
-                disk_iops,
-                net_mbit_per_sec,
-                ..
-            } => {
-                // As the drivers take it: a percentage of one host CPU per vCPU.
-                if cpu_quota_pct.is_some_and(|p| p > 100) {
-                    return Err(ValidationError::new(
-                        field("cpu_quota_pct"),
-                        "must be between 1 and 100 (% of a host CPU per vCPU), or 0 to remove the limit",
-                    ));
-                }
-                let any = cpu_quota_pct.is_some()
-                    || disk_read_bytes_per_sec.is_some()
-                    || disk_write_bytes_per_sec.is_some()
-                    || disk_iops.is_some()
-                    || net_mbit_per_sec.is_some();
-                if !any {
+            Operation::SetQuota { .. } => {
+                let limits = self.vm_limits().unwrap_or_default();
+                // As the drivers take them.
+                limits.check().map_err(|(f, why)| ValidationError::new(field(f), why))?;
+                if limits == VmLimits::default() {
                     return Err(ValidationError::new(field("op"), "set_quota needs at least one limit"));
                 }
                 Ok(())

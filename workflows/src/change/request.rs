@@ -152,24 +152,16 @@ async fn check_capabilities(
                 return refuse("vcpus", why);
             }
         }
-        Operation::SetQuota {
-            vm_id,
-            disk_read_bytes_per_sec,
-            disk_write_bytes_per_sec,
-            disk_iops,
-            net_mbit_per_sec,
-            ..
-        } => {
+        Operation::SetQuota { vm_id, .. } => {
             let h = host(conn, host_of(vm_id).as_deref()).await?;
-            let Some(c) = caps(&h) else { return Ok(()) };
-            let asks = |v: &Option<u64>| v.is_some_and(|v| v > 0);
-            if !c.disk_limits && [disk_read_bytes_per_sec, disk_write_bytes_per_sec, disk_iops].into_iter().any(asks) {
+            let (Some(c), Some(limits)) = (caps(&h), op.vm_limits()) else { return Ok(()) };
+            if !c.disk_limits && limits.wants_disk() {
                 return refuse(
                     "disk_iops",
                     format!("{} is on {}, which cannot limit disk I/O", vm_name(vm_id), named(&h)),
                 );
             }
-            if !c.net_limits && asks(net_mbit_per_sec) {
+            if !c.net_limits && limits.wants_net() {
                 let why = format!("{} is on {}, which cannot limit network bandwidth", vm_name(vm_id), named(&h));
                 return refuse("net_mbit_per_sec", why);
             }

@@ -491,7 +491,7 @@ impl Hypervisor for Libvirt {
     }
 
     fn set_limits(&self, name: &str, change: &Limits) -> HvResult<Limits> {
-        change.validate()?;
+        super::check_limits(change)?;
         self.with_conn(|conn| {
             let dom = Self::lookup(conn, name)?;
             Self::running(&dom, name)?;
