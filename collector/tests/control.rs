@@ -157,36 +157,41 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     use tollgate_workflows::metrics::store::{query, Selector};
     let scene = Scene::new(true, "e2e-ct").await;
     let (db, name) = (&scene.db, scene.name.clone());
-    let [vh1, _] = &scene.lab.hosts;
     let host_ids = &scene.lab.host_ids;
     let run = |title: &'static str, ops: Vec<Operation>| scene.run(title, ops);
     let implement = |title: &'static str, ops: Vec<Operation>| scene.implement(title, ops);
     let limit_mib = |h: &TestHost| field(&h.virsh(&["memtune", &name]), "hard_limit").map(|kib| kib / 1024);
 
-    // Provisioned from the hosts' root file system image, running, held to its memory.
-    let mut container = provision_on(&name, &host_ids[0]);
-    if let Operation::Provision { image, .. } = &mut container {
+    // Placed on one of the container hosts, provisioned from its root file system image, running, held to
+    // its memory.
+    let mut provision = provision_on(&name, &host_ids[0]);
+    if let Operation::Provision { image, container, host_id, .. } = &mut provision {
         *image = "tiny-root.img".into();
+        *container = true;
+        *host_id = None;
     }
-    run("provision the e2e container", vec![container]).await;
-    let info = vh1.virsh(&["dominfo", &name]);
+    run("provision the e2e container", vec![provision]).await;
+    let vm = tollgate_control::inventory::vm_named(db, &name).await.unwrap().expect("in the inventory");
+    let on = host_ids.iter().position(|h| vm.parent_id.as_deref() == Some(h.as_str())).expect("placed on a lab host");
+    let (ct_host, other) = (&scene.lab.hosts[on], &host_ids[1 - on]);
+    let info = ct_host.virsh(&["dominfo", &name]);
     assert!(info.contains("running") && info.contains("OS Type:        exe"), "{info}");
-    assert_eq!(limit_mib(vh1), Some(512));
-    assert!(vh1.virsh(&["domiflist", &name]).contains("tgbr0"), "a NIC on the agent's guest bridge");
-    let vm_id = tollgate_control::inventory::vm_named(db, &name).await.unwrap().expect("in the inventory").id;
-    let (domid, pid) = (vh1.domid(&name), vh1.qemu_pid(&name));
+    assert_eq!(limit_mib(ct_host), Some(512));
+    assert!(ct_host.virsh(&["domiflist", &name]).contains("tgbr0"), "a NIC on the agent's guest bridge");
+    let vm_id = vm.id;
+    let (domid, pid) = (ct_host.domid(&name), ct_host.qemu_pid(&name));
     assert!(pid.is_some(), "no controller pid file for {name}");
     let same_process = |what: &str| {
-        assert_eq!(vh1.domid(&name), domid, "{what} restarted the container");
-        assert_eq!(vh1.qemu_pid(&name), pid, "{what} replaced its controller");
+        assert_eq!(ct_host.domid(&name), domid, "{what} restarted the container");
+        assert_eq!(ct_host.qemu_pid(&name), pid, "{what} replaced its controller");
     };
 
     // Its memory limit moves live, up and then below what it started with.
     run("grow the e2e container", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 1, memory_mib: 1024 }]).await;
-    assert_eq!(limit_mib(vh1), Some(1024));
+    assert_eq!(limit_mib(ct_host), Some(1024));
     same_process("growing");
     run("shrink the e2e container", vec![Operation::Resize { vm_id: vm_id.clone(), vcpus: 1, memory_mib: 256 }]).await;
-    assert_eq!(limit_mib(vh1), Some(256));
+    assert_eq!(limit_mib(ct_host), Some(256));
     same_process("shrinking");
 
     // A CPU quota on the running container.
@@ -199,12 +204,12 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
         net_mbit_per_sec: None,
     };
     run("limit the e2e container", vec![quota]).await;
-    assert_eq!(field(&vh1.virsh(&["schedinfo", &name, "--live"]), "vcpu_quota"), Some(50_000));
+    assert_eq!(field(&ct_host.virsh(&["schedinfo", &name, "--live"]), "vcpu_quota"), Some(50_000));
     same_process("limiting");
 
     // What LXC cannot do is refused when it is requested, with the reason.
     let more_vcpus = Operation::Resize { vm_id: vm_id.clone(), vcpus: 2, memory_mib: 256 };
-    let moving = Operation::Migrate { vm_id: vm_id.clone(), to_host_id: host_ids[1].clone(), live: true };
+    let moving = Operation::Migrate { vm_id: vm_id.clone(), to_host_id: other.clone(), live: true };
     for (title, op, says) in
         [("a second vCPU", more_vcpus, "request a cold resize"), ("move it", moving, "cannot move it")]
     {
@@ -217,7 +222,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     let (refused, job) = implement("grow the e2e container past its headroom", too_big).await;
     assert_eq!(job.state, JobState::RolledBack, "{job:?}");
     assert!(job.error.as_deref().unwrap_or("").contains("cold resize"), "{job:?}");
-    assert_eq!(limit_mib(vh1), Some(256));
+    assert_eq!(limit_mib(ct_host), Some(256));
     same_process("the refused resize");
     assert!(scene.incident_caused_by(&refused).await, "no incident is linked to the rolled-back change");
 
@@ -225,7 +230,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     let selector = Selector {
         measurement: "vm".into(),
         field: "balloon_current_kib".into(),
-        tags: vec![("host".into(), vh1.name.clone()), ("vm".into(), name.clone())],
+        tags: vec![("host".into(), ct_host.name.clone()), ("vm".into(), name.clone())],
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -240,7 +245,7 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
     }
 
     run("delete the e2e container", vec![Operation::Delete { vm_id }]).await;
-    assert!(!vh1.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still defined");
+    assert!(!ct_host.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still defined");
 }
 
 /// One end-to-end run: a fresh store and a server on it, the executor, the real agent on each of the lab's two

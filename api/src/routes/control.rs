@@ -87,6 +87,9 @@ pub struct ProvisionInput {
     disk_gib: i64,
     service_id: Option<String>,
     host_id: Option<String>,
+    /// A container on a container host rather than a VM.
+    #[serde(default)]
+    container: bool,
 }
 
 /// Provision a VM (placement, disk overlay, domain with headroom, start, inventory).
@@ -106,6 +109,7 @@ async fn provision_vm(
         disk_gib: b.disk_gib,
         service_id: b.service_id,
         host_id: b.host_id,
+        container: b.container,
     };
     under_change(&db, &auth, b.change_id.as_deref(), op).await
 }

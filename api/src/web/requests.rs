@@ -143,6 +143,7 @@ impl RequestForm {
                 disk_gib: number("disk_gib", &self.disk_gib)?,
                 service_id: id(&self.service_id),
                 host_id: id(&self.host_id),
+                container: false,
             },
             "resize" => Operation::Resize {
                 vm_id: required("vm_id", &self.vm_id)?.to_owned(),

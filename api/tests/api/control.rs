@@ -536,6 +536,17 @@ async fn container_hosts_take_only_containers_and_refuse_at_request_what_they_ca
         assert!(text.contains(&format!("operations[0].{field}")) && text.contains(says), "{op}: {text}");
         assert!(text.contains("lxc-1 (lxc)"), "names the host and its kind: {text}");
     }
+    // A provision pinned to a host must ask for that host's kind.
+    for (host, container, says) in
+        [(&lxc, false, "runs containers: ask for a container"), (&f.a, true, "runs virtual machines")]
+    {
+        let op = json!({"op": "provision", "name": "p-1", "image": "x.img", "vcpus": 1, "memory_mib": 512,
+            "disk_gib": 1, "service_id": null, "host_id": host, "container": container});
+        let r = f.w.app.create_change(&f.w.requester, change("normal", "pinned", json!([op]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        let text = r.body.to_string();
+        assert!(text.contains("operations[0].container") && text.contains(says), "{text}");
+    }
     let fine = json!([{"op": "resize", "vm_id": ct, "vcpus": 1, "memory_mib": 1024},
         {"op": "set_quota", "vm_id": ct, "cpu_quota_pct": 50, "disk_iops": 0}]);
     let r = f.w.app.create_change(&f.w.requester, change("normal", "grow ct-1", fine)).await;

@@ -392,5 +392,6 @@ pub fn provision_on(name: &str, host_id: &str) -> Operation {
         disk_gib: 1,
         service_id: None,
         host_id: Some(host_id.to_owned()),
+        container: false,
     }
 }

@@ -21,6 +21,9 @@ pub enum Step {
         disk_gib: i64,
         service_id: Option<String>,
         host_id: Option<String>,
+        /// Among container hosts rather than VM hosts.
+        #[serde(default)]
+        container: bool,
     },
     /// Create the domain from the image on the VM's host and start it.
     CreateDomain {
@@ -127,7 +130,7 @@ pub async fn plan(db: &Db, change: &ApprovedChange) -> StoreResult<Vec<Step>> {
     };
     for op in change.operations() {
         match op {
-            Operation::Provision { name, image, vcpus, memory_mib, disk_gib, service_id, host_id } => {
+            Operation::Provision { name, image, vcpus, memory_mib, disk_gib, service_id, host_id, container } => {
                 steps.push(Step::Place {
                     vm: name.clone(),
                     vcpus: *vcpus,
@@ -135,6 +138,7 @@ pub async fn plan(db: &Db, change: &ApprovedChange) -> StoreResult<Vec<Step>> {
                     disk_gib: *disk_gib,
                     service_id: service_id.clone(),
                     host_id: host_id.clone(),
+                    container: *container,
                 });
                 steps.push(Step::CreateDomain { vm: name.clone(), image: image.clone() });
                 touch(&mut verify, name);

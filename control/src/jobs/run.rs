@@ -509,7 +509,7 @@ impl Executor {
             };
         }
         match s {
-            Step::Place { vm, vcpus, memory_mib, disk_gib, service_id, host_id } => {
+            Step::Place { vm, vcpus, memory_mib, disk_gib, service_id, host_id, container } => {
                 if inventory::vm_named(&self.db, vm).await?.is_some() {
                     return Ok(Ok(vec![Step::Unplace { vm: vm.clone() }]));
                 }
@@ -529,6 +529,7 @@ impl Executor {
                             disk_gib: (*disk_gib).max(0) as u64,
                             anti_affinity_group: apart.map(|s| format!("service:{s}")),
                             strategy,
+                            containers: *container,
                             ..Request::default()
                         };
                         match fleet.choose(&req) {

@@ -18,6 +18,10 @@ pub enum Operation {
         disk_gib: i64,
         service_id: Option<String>,
         host_id: Option<String>,
+        /// A container (its `image` a root file system) on a container host (hypervisor `lxc`) rather than a
+        /// virtual machine; placement chooses among hosts of that kind.
+        #[serde(default)]
+        container: bool,
     },
     /// New vCPU and memory sizes for a running VM, applied live within its headroom.
     Resize {

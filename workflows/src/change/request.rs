@@ -140,6 +140,18 @@ async fn check_capabilities(
         h.as_ref().map_or(String::new(), |h| format!("{} ({})", h.name, h.hypervisor.map_or("", |k| k.as_str())))
     };
     match op {
+        Operation::Provision { host_id: Some(host_id), container, .. } => {
+            let h = read.get(host_id).cloned();
+            let runs_containers = h.as_ref().and_then(|h| h.hypervisor) == Some(cmdb::Hypervisor::Lxc);
+            if h.is_some() && runs_containers != *container {
+                let why = if runs_containers {
+                    format!("{} runs containers: ask for a container (\"container\": true)", named(&h))
+                } else {
+                    format!("{} runs virtual machines, not containers", named(&h))
+                };
+                return refuse("container", why);
+            }
+        }
         Operation::Resize { vm_id, vcpus, .. } => {
             let h = host(conn, host_of(vm_id).as_deref()).await?;
             let now = vm(vm_id).and_then(|v| v.vcpus);

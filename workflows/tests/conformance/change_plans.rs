@@ -72,6 +72,7 @@ async fn operations_naming_unknown_or_wrong_kind_cis_are_refused_naming_the_oper
         disk_gib,
         service_id: Some(f.host.id.clone()),
         host_id: None,
+        container: false,
     };
     assert_invalid(create(try_plan(vec![into_host])).await, "operations[0].service_id");
     let zero = Operation::Resize { vm_id: f.vm.id.clone(), vcpus: 0, memory_mib: 1024 };

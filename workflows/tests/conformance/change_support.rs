@@ -87,6 +87,7 @@ pub fn provision(name_: &str, host_id: &str, vcpus: i64, memory_mib: i64) -> Ope
         disk_gib: 20,
         service_id: None,
         host_id: Some(host_id.to_owned()),
+        container: false,
     }
 }
 

@@ -19,6 +19,7 @@ fn into_service(service_id: &str, vm: &str, vcpus: i64) -> Operation {
         disk_gib: 10,
         service_id: Some(service_id.to_owned()),
         host_id: None,
+        container: false,
     }
 }
 
