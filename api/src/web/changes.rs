@@ -42,8 +42,9 @@ pub fn describe(op: &Operation, names: &BTreeMap<String, String>) -> String {
     let n = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let mib = |m: i64| if m % 1024 == 0 { format!("{} GiB", m / 1024) } else { format!("{m} MiB") };
     match op {
-        Operation::Provision { name, image, vcpus, memory_mib, disk_gib, host_id, .. } => format!(
-            "Provision VM {name} from {image}: {vcpus} vCPU, {} memory, {disk_gib} GiB disk{}",
+        Operation::Provision { name, image, vcpus, memory_mib, disk_gib, host_id, container, .. } => format!(
+            "Provision {} {name} from {image}: {vcpus} vCPU, {} memory, {disk_gib} GiB disk{}",
+            if *container { "container" } else { "VM" },
             mib(*memory_mib),
             host_id.as_deref().map_or(", placed by the scheduler".to_owned(), |h| format!(", on host {}", n(h)))
         ),

@@ -108,6 +108,8 @@ pub struct RequestForm {
     net_mbit: String,
     to_host_id: String,
     live: String,
+    /// "yes" when the new VM is to be a container.
+    container: String,
 }
 
 fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, ValidationError> {
@@ -143,7 +145,7 @@ impl RequestForm {
                 disk_gib: number("disk_gib", &self.disk_gib)?,
                 service_id: id(&self.service_id),
                 host_id: id(&self.host_id),
-                container: false,
+                container: self.container == "yes",
             },
             "resize" => Operation::Resize {
                 vm_id: required("vm_id", &self.vm_id)?.to_owned(),
@@ -173,6 +175,7 @@ impl RequestForm {
         let op = self.operation(form)?;
         let title = if self.title.trim().is_empty() {
             match &op {
+                Operation::Provision { name, container: true, .. } => format!("New container {name}"),
                 Operation::Provision { name, .. } => format!("New VM {name}"),
                 Operation::Resize { .. } => "Resize a VM".to_owned(),
                 Operation::SetQuota { .. } => "Set a VM's limits".to_owned(),

@@ -302,6 +302,22 @@ async fn a_vm_requested_on_the_dashboard_is_approved_from_the_inbox_of_a_second_
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     r.assert_shows("vcpus: must be a whole number").assert_shows("value=\"web-7\"");
+    // A container asked of a VM host is refused with the reason, the box still ticked.
+    let container_on_vm_host = [
+        ("name", "ct-7"),
+        ("image", "tiny-root.img"),
+        ("vcpus", "1"),
+        ("memory_gib", "1"),
+        ("disk_gib", "1"),
+        ("host_id", w.host.as_str()),
+        ("container", "yes"),
+        ("kind", "normal"),
+        ("window_start", "2026-11-27T10:00"),
+        ("window_end", "2026-11-27T12:00"),
+    ];
+    let r = alice.submit(&form, "/requests/vm", &container_on_vm_host).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.html);
+    r.assert_shows("runs virtual machines, not containers").assert_shows("value=\"yes\" checked");
     let start = time::OffsetDateTime::now_utc();
     let f = |t: time::OffsetDateTime| {
         format!("{:04}-{:02}-{:02}T{:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
