@@ -129,21 +129,13 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
         // sends the host's domains at once (its inventory interval is the default ten minutes), and the
         // reconciler opens an incident on the host and the VM.
         vh1.virsh(&["setvcpus", &name, "3", "--live"]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let wanted =
-            format!("Unauthorised change on {}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh1.name);
-        loop {
-            let open = incident::list_incidents(db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
-                .await
-                .unwrap()
-                .items;
-            if let Some(i) = open.iter().find(|i| i.title == wanted) {
-                assert!(i.ci_ids.contains(&host_ids[0]) && i.ci_ids.contains(&vm.id), "{i:?}");
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no drift incident in 60 s; open: {open:?}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        scene
+            .drift(
+                &host_ids[0],
+                &vm.id,
+                &format!("{}: {name} changed outside Tollgate: 3 vCPUs (inventory 2)", vh1.name),
+            )
+            .await;
     }
 }
 
@@ -151,7 +143,8 @@ async fn approved_changes_provision_resize_limit_live_migrate_and_evacuate_a_vm_
 /// containers' counters over libvirt's socket one domain at a time, its helper running the tasks) and
 /// approved changes that provision a container from the hosts' root image, move its memory limit up and down
 /// and set its CPU quota while it runs; a vCPU change and a migration, which LXC cannot do, are refused when
-/// requested, and growth past its headroom rolls its change back and leaves it running as it was.
+/// requested, growth past its headroom rolls its change back and leaves it running as it was, and its memory
+/// limit raised by hand is reported as drift.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_host() {
     use tollgate_workflows::metrics::store::{query, Selector};
@@ -244,6 +237,12 @@ async fn approved_changes_provision_resize_and_limit_a_container_on_a_real_lxc_h
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // Its memory limit raised by hand (as a container that restarts itself comes back at its maximum): the
+    // agent reads the limit the kernel holds it to, and the reconciler reports the drift.
+    ct_host.virsh(&["memtune", &name, "--hard-limit", "1048576", "--live"]);
+    let drift = format!("{}: {name} changed outside Tollgate: 1024 MiB (inventory 256)", ct_host.name);
+    scene.drift(&host_ids[on], &vm_id, &drift).await;
+
     run("delete the e2e container", vec![Operation::Delete { vm_id }]).await;
     assert!(!ct_host.virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name), "still defined");
 }
@@ -302,6 +301,25 @@ impl Scene {
         assert_eq!(job.state, JobState::Succeeded, "{title}: {job:?}");
         assert_eq!(change::get_change(&self.db, &id).await.unwrap().state, "completed", "{title}");
         job
+    }
+
+    /// Waits up to 60 s for the reconciler's incident "Unauthorised change on `what`", on the host and the VM.
+    async fn drift(&self, host_id: &str, vm_id: &str, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let wanted = format!("Unauthorised change on {what}");
+        loop {
+            let open =
+                incident::list_incidents(&self.db, &IncidentQuery::default(), PageRequest::new(None, None).unwrap())
+                    .await
+                    .unwrap()
+                    .items;
+            if let Some(i) = open.iter().find(|i| i.title == wanted) {
+                assert!(i.ci_ids.iter().any(|c| c == host_id) && i.ci_ids.iter().any(|c| c == vm_id), "{i:?}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no incident {wanted:?} in 60 s; open: {open:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Whether an incident is linked to the change as caused by it.

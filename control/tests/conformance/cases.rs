@@ -122,6 +122,12 @@ pub fn live_resize_up_and_down_keeps_the_same_running_domain(p: &Pair, name: &st
             check(1, mib);
         }
         assert_eq!(p.a.set_vcpus(name, 1).unwrap().vcpus, 1, "asking for what it has is fine");
+        // Its limit moved behind Tollgate's back (as when a container restarts itself, at its maximum): what
+        // the kernel holds it to is what is read, and asking for the old limit sets it again.
+        p.outside.virsh(false, &["memtune", name, "--hard-limit", "1048576", "--live"]);
+        assert_eq!(p.a.domain(name).unwrap().memory.current_mib(), 1024, "the live limit is read");
+        assert_eq!(p.a.set_memory(name, 256).unwrap().memory.current_mib(), 256);
+        check(1, 256);
         if let Some(config) = p.outside.virsh(false, &["dumpxml", name, "--inactive"]) {
             assert!(
                 config.contains("<currentMemory unit='KiB'>262144</currentMemory>"),

@@ -211,6 +211,15 @@ impl Libvirt {
             virt::enumutil::Enum::Known(virt::domain::DomainState::Shutoff) => PowerState::ShutOff,
             _ => PowerState::Other,
         };
+        let mut memory = live.memory.clone();
+        if live.container && state == PowerState::Running {
+            // What the kernel holds a running container to, which its XML does not follow (a container that
+            // restarted itself runs at its maximum): a difference from the inventory is then drift.
+            let limit = dom.memory_parameters(0).ok().and_then(|m| m.hard_limit);
+            if let Some(kib) = limit {
+                memory.base_mib = (kib >> 10).min(memory.max_mib);
+            }
+        }
         let pool_dir = Self::pool(conn).and_then(|p| Self::pool_dir(&p)).ok();
         let disks = live
             .disks
@@ -242,7 +251,7 @@ impl Libvirt {
             id: dom.id(),
             vcpus: live.vcpus,
             max_vcpus: live.max_vcpus,
-            memory: live.memory,
+            memory,
             disks,
         })
     }
@@ -453,7 +462,7 @@ impl Hypervisor for Libvirt {
             if live.container {
                 // A cgroup limit: it moves in one call, both ways, up to the maximum.
                 check_memory_limit(&live.memory, memory_mib)?;
-                if live.memory.current_mib() != memory_mib {
+                if Self::read(conn, &dom)?.memory.current_mib() != memory_mib {
                     dom.set_memory_flags(memory_mib << 10, LIVE_AND_CONFIG).map_err(backend)?;
                 }
                 return Self::read(conn, &dom);
