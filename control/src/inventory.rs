@@ -176,7 +176,7 @@ pub async fn fleet(db: &Db, ratios: Ratios) -> StoreResult<(Fleet, Vec<Ci>)> {
             memory_mib: h.memory_mib.unwrap_or(0).max(0) as u64,
             disk_gib: h.disk_gib.unwrap_or(0).max(0) as u64,
             cpu_p95: busy.get(&h.name).copied(),
-            containers: h.hypervisor == Some(Hypervisor::Lxc),
+            containers: h.hypervisor.is_some_and(Hypervisor::runs_containers),
         });
     }
     for vm in vms.iter().filter(|v| v.state != "retired") {

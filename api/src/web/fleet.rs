@@ -64,7 +64,7 @@ pub async fn tree(State(state): State<AppState>, user: WebUser) -> WebResult<Res
         let on = vms.get(&h.id).unwrap_or(&none);
         let (cpu, mem) = used.get(&h.name).copied().map_or((None, None), |(c, m)| (Some(c), m));
         json!({"id": h.id, "name": h.name, "state": h.state, "size": size(h), "simulated": h.hypervisor == Some(cmdb::Hypervisor::Simulated),
-               "containers": h.hypervisor == Some(cmdb::Hypervisor::Lxc),
+               "containers": h.hypervisor.is_some_and(cmdb::Hypervisor::runs_containers),
                "cpu": cpu.map(|c| format!("{c:.0} %")), "memory": mem.map(|m| format!("{m:.0} %")),
                "vm_count": on.len(), "vms": on.iter().map(vm_view).collect::<Vec<_>>()})
     };

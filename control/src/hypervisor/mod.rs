@@ -259,21 +259,26 @@ impl DomainStats {
         }
         s
     }
-}
 
-impl DomainStats {
-    /// One domain's figures from the per-domain calls, for a driver without bulk statistics (LXC):
-    /// `info` is `virDomainGetInfo`'s state, vCPUs and CPU time, `limit_kib` the memory it may use, and
-    /// `used_kib` what it uses.
-    pub fn from_info(name: String, info: DomainInfo, limit_kib: u64, nics: &[(u64, u64)]) -> DomainStats {
+    /// One domain's figures from the per-domain calls, for a driver without bulk statistics (LXC): `info`
+    /// is `virDomainGetInfo`'s answer, `hard_limit_kib` the memory limit a running domain is held to (its
+    /// maximum without one), `nics` each NIC's bytes received and sent. A stopped domain reports the memory it
+    /// is configured with and uses none.
+    pub fn from_info(name: String, info: DomainInfo, hard_limit_kib: Option<u64>, nics: &[(u64, u64)]) -> DomainStats {
+        // VIR_DOMAIN_RUNNING is 1.
+        let running = info.state == 1;
+        let (limit_kib, used_kib) = if running {
+            (hard_limit_kib.unwrap_or(info.max_kib).min(info.max_kib), info.used_kib)
+        } else {
+            (info.used_kib, 0)
+        };
         DomainStats {
             name,
-            // VIR_DOMAIN_RUNNING is 1.
-            running: info.state == 1,
+            running,
             cpu_time_ns: info.cpu_time_ns,
             vcpus: info.vcpus,
-            balloon_current_kib: limit_kib.min(info.max_kib),
-            balloon_rss_kib: info.used_kib,
+            balloon_current_kib: limit_kib,
+            balloon_rss_kib: used_kib,
             net_rx_bytes: nics.iter().map(|n| n.0).sum(),
             net_tx_bytes: nics.iter().map(|n| n.1).sum(),
             ..DomainStats::default()
@@ -288,7 +293,8 @@ pub struct DomainInfo {
     pub state: u32,
     /// The most memory the domain may have.
     pub max_kib: u64,
-    /// What it uses now (a container's cgroup usage; a VM's current size).
+    /// What it uses now while it runs (a container's cgroup usage; a VM's current size); stopped, what it is
+    /// configured with.
     pub used_kib: u64,
     pub vcpus: u32,
     pub cpu_time_ns: u64,

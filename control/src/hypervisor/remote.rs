@@ -7,7 +7,8 @@
 //! version, procedure, type, serial, status) and the procedure's arguments or reply. Only the calls a
 //! statistics reader needs are spoken: authentication list (and polkit), open, all-domain statistics,
 //! close; and, for a driver without the bulk call (LXC), the domain list and each domain's info, memory
-//! limit, XML (for its NICs) and NIC counters. Procedure numbers and layouts are libvirt's `remote_protocol.x` and `virnetprotocol.x`, stable
+//! limit, XML (for its NICs) and NIC counters. Procedure numbers and layouts are libvirt's `remote_protocol.x`
+//! and `virnetprotocol.x`, stable
 //! across releases since 1.2.8.
 
 use super::{xml, DomainInfo, DomainStats, HvResult, HypervisorError};
@@ -385,8 +386,7 @@ impl StatsConnection {
         let info = decode_info(&self.call(PROC_DOMAIN_GET_INFO, &args.0)?)?;
         // VIR_DOMAIN_RUNNING is 1.
         if info.state != 1 {
-            let stopped = DomainInfo { used_kib: 0, ..info };
-            return Ok(DomainStats::from_info(dom.name.clone(), stopped, info.used_kib, &[]));
+            return Ok(DomainStats::from_info(dom.name.clone(), info, None, &[]));
         }
         let mut args = Encoder::default();
         args.domain(dom).i32(MEMORY_PARAMETERS_MAX).u32(0);
@@ -400,7 +400,7 @@ impl StatsConnection {
             args.domain(dom).string(&mac);
             nics.push(decode_traffic(&self.call(PROC_DOMAIN_INTERFACE_STATS, &args.0)?)?);
         }
-        Ok(DomainStats::from_info(dom.name.clone(), info, limit.unwrap_or(info.max_kib), &nics))
+        Ok(DomainStats::from_info(dom.name.clone(), info, limit, &nics))
     }
 
     /// Sends one call and returns its reply's body, or the daemon's error.

@@ -128,7 +128,7 @@ async fn check_capabilities(
             None => Ok(None),
         }
     }
-    let caps = |host: &Option<cmdb::Ci>| host.as_ref().and_then(|h| h.hypervisor).map(cmdb::Hypervisor::capabilities);
+    let caps = |h: Option<&cmdb::Ci>| h.and_then(|h| h.hypervisor).map(cmdb::Hypervisor::capabilities);
     let refuse = |field: &str, why: String| -> StoreResult<()> {
         Err(ValidationError::new(format!("operations[{i}].{field}"), why).into())
     };
@@ -136,18 +136,18 @@ async fn check_capabilities(
     let vm_name = |id: &str| vm(id).map_or(id.to_string(), |v| v.name.clone());
     let host_of = |id: &str| vm(id).and_then(|v| v.parent_id.clone());
     // "hv-3 (lxc)"
-    let named = |h: &Option<cmdb::Ci>| {
-        h.as_ref().map_or(String::new(), |h| format!("{} ({})", h.name, h.hypervisor.map_or("", |k| k.as_str())))
+    let named = |h: Option<&cmdb::Ci>| {
+        h.map_or(String::new(), |h| format!("{} ({})", h.name, h.hypervisor.map_or("", |k| k.as_str())))
     };
     match op {
         Operation::Provision { host_id: Some(host_id), container, .. } => {
-            let h = read.get(host_id).cloned();
-            let runs_containers = h.as_ref().and_then(|h| h.hypervisor) == Some(cmdb::Hypervisor::Lxc);
+            let h = read.get(host_id);
+            let runs_containers = h.and_then(|h| h.hypervisor).is_some_and(cmdb::Hypervisor::runs_containers);
             if h.is_some() && runs_containers != *container {
                 let why = if runs_containers {
-                    format!("{} runs containers: ask for a container (\"container\": true)", named(&h))
+                    format!("{} runs containers: ask for a container (\"container\": true)", named(h))
                 } else {
-                    format!("{} runs virtual machines, not containers", named(&h))
+                    format!("{} runs virtual machines, not containers", named(h))
                 };
                 return refuse("container", why);
             }
@@ -155,44 +155,44 @@ async fn check_capabilities(
         Operation::Resize { vm_id, vcpus, .. } => {
             let h = host(conn, host_of(vm_id).as_deref()).await?;
             let now = vm(vm_id).and_then(|v| v.vcpus);
-            if caps(&h).is_some_and(|c| !c.live_vcpus) && now.is_some_and(|n| n != *vcpus) {
+            if caps(h.as_ref()).is_some_and(|c| !c.live_vcpus) && now.is_some_and(|n| n != *vcpus) {
                 let why = format!(
                     "{} is on {}, where vCPUs cannot change while it runs: request a cold resize",
                     vm_name(vm_id),
-                    named(&h)
+                    named(h.as_ref())
                 );
                 return refuse("vcpus", why);
             }
         }
         Operation::SetQuota { vm_id, .. } => {
             let h = host(conn, host_of(vm_id).as_deref()).await?;
-            let (Some(c), Some(limits)) = (caps(&h), op.vm_limits()) else { return Ok(()) };
+            let (Some(c), Some(limits)) = (caps(h.as_ref()), op.vm_limits()) else { return Ok(()) };
             if !c.disk_limits && limits.wants_disk() {
-                return refuse(
-                    "disk_iops",
-                    format!("{} is on {}, which cannot limit disk I/O", vm_name(vm_id), named(&h)),
-                );
+                let why = format!("{} is on {}, which cannot limit disk I/O", vm_name(vm_id), named(h.as_ref()));
+                return refuse("disk_iops", why);
             }
             if !c.net_limits && limits.wants_net() {
-                let why = format!("{} is on {}, which cannot limit network bandwidth", vm_name(vm_id), named(&h));
+                let why =
+                    format!("{} is on {}, which cannot limit network bandwidth", vm_name(vm_id), named(h.as_ref()));
                 return refuse("net_mbit_per_sec", why);
             }
         }
         Operation::Migrate { vm_id, to_host_id, .. } => {
             let from = host(conn, host_of(vm_id).as_deref()).await?;
-            if caps(&from).is_some_and(|c| !c.migration) {
-                let why = format!("{} is on {}, which cannot move it to another host", vm_name(vm_id), named(&from));
+            if caps(from.as_ref()).is_some_and(|c| !c.migration) {
+                let why =
+                    format!("{} is on {}, which cannot move it to another host", vm_name(vm_id), named(from.as_ref()));
                 return refuse("vm_id", why);
             }
-            let to = read.get(to_host_id).cloned();
-            if caps(&to).is_some_and(|c| !c.migration) {
-                return refuse("to_host_id", format!("{} takes no migrations", named(&to)));
+            let to = read.get(to_host_id);
+            if caps(to).is_some_and(|c| !c.migration) {
+                return refuse("to_host_id", format!("{} takes no migrations", named(to)));
             }
         }
         Operation::Evacuate { host_id } => {
-            let h = read.get(host_id).cloned();
-            if caps(&h).is_some_and(|c| !c.migration) {
-                return refuse("host_id", format!("{} cannot move what runs on it to another host", named(&h)));
+            let h = read.get(host_id);
+            if caps(h).is_some_and(|c| !c.migration) {
+                return refuse("host_id", format!("{} cannot move what runs on it to another host", named(h)));
             }
         }
         _ => {}

@@ -103,11 +103,17 @@ impl Capabilities {
 }
 
 impl Hypervisor {
+    /// Whether its hosts run containers (libvirt's LXC) rather than virtual machines.
+    pub fn runs_containers(self) -> bool {
+        self == Hypervisor::Lxc
+    }
+
     /// What hosts of this hypervisor do.
     pub fn capabilities(self) -> Capabilities {
-        match self {
-            Hypervisor::Lxc => Capabilities::CONTAINERS,
-            _ => Capabilities::MACHINES,
+        if self.runs_containers() {
+            Capabilities::CONTAINERS
+        } else {
+            Capabilities::MACHINES
         }
     }
 }

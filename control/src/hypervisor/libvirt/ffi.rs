@@ -55,24 +55,24 @@ pub fn stats_one_by_one(conn: &Connect) -> HvResult<Vec<DomainStats>> {
         // A domain undefined since the listing is left out.
         let (Ok(name), Ok(info)) = (dom.name(), dom.info()) else { continue };
         let running = info.state.is(virt::domain::DomainState::Running);
-        let (limit_kib, nics) = if running {
-            let limit = dom.memory_parameters(0).ok().and_then(|m| m.hard_limit).unwrap_or(info.max_mem);
+        let (hard_limit, nics) = if running {
+            let limit = dom.memory_parameters(0).ok().and_then(|m| m.hard_limit);
             let macs = dom.xml_desc(0).map(|x| xml::nic_macs(&x)).unwrap_or_default();
             let traffic = |mac: &String| dom.interface_stats(mac).ok();
             let nics: Vec<_> =
                 macs.iter().filter_map(traffic).map(|t| (t.rx_bytes.max(0) as u64, t.tx_bytes.max(0) as u64)).collect();
             (limit, nics)
         } else {
-            (info.memory, Vec::new())
+            (None, Vec::new())
         };
         let info = DomainInfo {
-            state: if running { 1 } else { 0 },
+            state: u32::from(running),
             max_kib: info.max_mem,
-            used_kib: if running { info.memory } else { 0 },
+            used_kib: info.memory,
             vcpus: info.nr_virt_cpu,
             cpu_time_ns: info.cpu_time,
         };
-        out.push(DomainStats::from_info(name, info, limit_kib, &nics));
+        out.push(DomainStats::from_info(name, info, hard_limit, &nics));
     }
     Ok(out)
 }

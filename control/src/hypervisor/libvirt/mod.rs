@@ -668,21 +668,25 @@ pub const CONTAINER_DISK_LIMIT: &str =
 pub const CONTAINER_NET_LIMIT: &str =
     "network limits: libvirt's LXC driver cannot change a running container's bandwidth";
 
-/// The scheduler quota (µs per period) of a CPU quota of `pct` % per vCPU. A VM's quota binds each vCPU
-/// thread; a container's binds the whole container, so it gets its vCPUs' worth.
-fn cpu_quota_us(pct: u32, live: &LiveXml) -> u64 {
-    let per_vcpu = CPU_PERIOD_US * u64::from(pct) / 100;
+/// How many vCPUs' worth one scheduler quota binds: a VM's binds each vCPU thread, a container's the whole
+/// container, which so gets its vCPUs' worth.
+fn quota_vcpus(live: &LiveXml) -> u64 {
     if live.container {
-        per_vcpu * u64::from(live.vcpus.max(1))
+        u64::from(live.vcpus.max(1))
     } else {
-        per_vcpu
+        1
     }
+}
+
+/// The scheduler quota (µs per period) of a CPU quota of `pct` % per vCPU.
+fn cpu_quota_us(pct: u32, live: &LiveXml) -> u64 {
+    CPU_PERIOD_US * u64::from(pct) / 100 * quota_vcpus(live)
 }
 
 fn read_limits(dom: &VirDomain) -> HvResult<Limits> {
     let sched = dom.scheduler_parameters_flags(sys::VIR_DOMAIN_AFFECT_CURRENT).map_err(backend)?;
     let live = LiveXml::parse(&dom.xml_desc(0).map_err(backend)?)?;
-    let threads = if live.container { u64::from(live.vcpus.max(1)) } else { 1 };
+    let threads = quota_vcpus(&live);
     let cpu_quota_pct = match (sched.vcpu_bw.period, sched.vcpu_bw.quota) {
         // Unlimited reads as -1 or as the kernel's maximum.
         (Some(period), Some(quota)) if period > 0 && quota > 0 && (quota as u64) < period * 1000 * threads => {
