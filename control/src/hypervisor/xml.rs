@@ -34,16 +34,7 @@ pub fn metadata(vm_id: &str) -> String {
 /// overlay volume's path on the host.
 /// One virtio NIC on `bridge` when given: what network limits shape.
 pub fn domain(spec: &DomainSpec, virt_type: &str, disk_path: &str, bridge: Option<&str>) -> String {
-    let mut x = String::with_capacity(2048);
-    let _ = write!(
-        x,
-        "<domain type='{virt_type}'>\n  <name>{name}</name>\n  <metadata>\n    \
-         <{key}:vm xmlns:{key}='{ns}' id='{vm_id}'/>\n  </metadata>\n",
-        name = escape(&spec.name),
-        key = METADATA_KEY,
-        ns = METADATA_NS,
-        vm_id = escape(&spec.vm_id),
-    );
+    let mut x = header(spec, virt_type);
     if spec.memory_slots > 0 {
         let _ =
             writeln!(x, "  <maxMemory slots='{}' unit='MiB'>{}</maxMemory>", spec.memory_slots, spec.max_memory_mib);
@@ -101,21 +92,15 @@ pub const CONTAINER_INIT: &str = "/sbin/init";
 /// of one file system that libvirt loop-mounts; memory is a limit of `memory_mib` that can move up to
 /// `max_memory_mib` while it runs. One NIC on `bridge` when given.
 pub fn container(spec: &DomainSpec, rootfs_path: &str, bridge: Option<&str>) -> String {
-    let mut x = String::with_capacity(1024);
+    let mut x = header(spec, "lxc");
     let _ = write!(
         x,
-        "<domain type='lxc'>\n  <name>{name}</name>\n  <metadata>\n    \
-         <{key}:vm xmlns:{key}='{ns}' id='{vm_id}'/>\n  </metadata>\n  \
-         <memory unit='MiB'>{max}</memory>\n  <currentMemory unit='MiB'>{mem}</currentMemory>\n  \
+        "  <memory unit='MiB'>{max}</memory>\n  <currentMemory unit='MiB'>{mem}</currentMemory>\n  \
          <vcpu placement='static'>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n    <init>{init}</init>\n  </os>\n  \
          <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  \
          <devices>\n    <filesystem type='file' accessmode='passthrough'>\n      \
          <driver type='loop' format='raw'/>\n      <source file='{root}'/>\n      <target dir='/'/>\n    \
          </filesystem>\n",
-        name = escape(&spec.name),
-        key = METADATA_KEY,
-        ns = METADATA_NS,
-        vm_id = escape(&spec.vm_id),
         max = spec.max_memory_mib,
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
@@ -126,6 +111,21 @@ pub fn container(spec: &DomainSpec, rootfs_path: &str, bridge: Option<&str>) -> 
         nic(&mut x, bridge);
     }
     x.push_str("    <console type='pty'/>\n  </devices>\n</domain>\n");
+    x
+}
+
+/// A definition's opening: its type, name, and the metadata with the VM id that makes it Tollgate's.
+fn header(spec: &DomainSpec, domain_type: &str) -> String {
+    let mut x = String::with_capacity(2048);
+    let _ = write!(
+        x,
+        "<domain type='{domain_type}'>\n  <name>{name}</name>\n  <metadata>\n    \
+         <{key}:vm xmlns:{key}='{ns}' id='{vm_id}'/>\n  </metadata>\n",
+        name = escape(&spec.name),
+        key = METADATA_KEY,
+        ns = METADATA_NS,
+        vm_id = escape(&spec.vm_id),
+    );
     x
 }
 
